@@ -1,0 +1,181 @@
+//! The model: every object portier has read, typed with `k8s-openapi`, keyed by [`ObjectRef`] and
+//! tagged with where it came from. Providers describe what they see as [`Change`]s; the
+//! [`ModelStore`] applies them and hands out immutable [`Model`]s for compile.
+
+mod origin;
+mod static_response;
+mod store;
+
+use std::sync::Arc;
+
+pub use k8s_openapi;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use portier_core::{Diagnostic, FieldPath, Kind, ObjectRef};
+
+pub use origin::{Origin, SpanMap};
+pub use static_response::{StaticResponse, StaticResponseSpec, STATIC_RESPONSE_API_GROUP};
+pub use store::{Model, ModelStore, ProviderId};
+
+/// One object with its identity and origin.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub id: ObjectRef,
+    pub object: Object,
+    pub origin: Origin,
+}
+
+/// Every kind portier understands, as the Kubernetes API defines it.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Ingress(Ingress),
+    IngressClass(IngressClass),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Endpoints(Endpoints),
+    Secret(Secret),
+    ConfigMap(ConfigMap),
+    StaticResponse(StaticResponse),
+}
+
+/// What a provider tells the model store.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Apply(Arc<Resource>),
+    Delete(ObjectRef),
+    /// Atomically replaces everything this provider has contributed so far, including the problems
+    /// it found while reading (files that do not parse, unknown kinds, …).
+    Resync {
+        resources: Vec<Arc<Resource>>,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+// === impl Resource ===
+
+impl Resource {
+    /// Builds a resource, deriving its [`ObjectRef`] from the object's metadata. A namespaced object
+    /// without `metadata.namespace` lands in `default`, as `kubectl apply` would put it.
+    pub fn new(object: Object, origin: Origin) -> Self {
+        let kind = object.kind();
+        let meta = object.meta();
+        let name = meta.name.clone().unwrap_or_default();
+        let namespace = kind
+            .is_namespaced()
+            .then(|| meta.namespace.clone().unwrap_or_else(|| "default".to_owned()));
+        Self {
+            id: ObjectRef {
+                kind,
+                namespace,
+                name,
+            },
+            object,
+            origin,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        self.object.meta()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.id.namespace.as_deref().unwrap_or("")
+    }
+
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+}
+
+// === impl Object ===
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Ingress(_) => Kind::Ingress,
+            Object::IngressClass(_) => Kind::IngressClass,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Endpoints(_) => Kind::Endpoints,
+            Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::StaticResponse(_) => Kind::StaticResponse,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Endpoints(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::StaticResponse(o) => &o.metadata,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Endpoints(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+            Object::StaticResponse(o) => &mut o.metadata,
+        }
+    }
+
+    /// Maps `apiVersion` and `kind` to a kind portier reads. `None` for anything else, which the
+    /// caller skips.
+    pub fn kind_of(api_version: &str, kind: &str) -> Option<Kind> {
+        Some(match (api_version, kind) {
+            ("networking.k8s.io/v1", "Ingress") => Kind::Ingress,
+            ("networking.k8s.io/v1", "IngressClass") => Kind::IngressClass,
+            ("v1", "Service") => Kind::Service,
+            ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
+            ("v1", "Endpoints") => Kind::Endpoints,
+            ("v1", "Secret") => Kind::Secret,
+            ("v1", "ConfigMap") => Kind::ConfigMap,
+            (v, "StaticResponse") if v == static_response::API_VERSION => Kind::StaticResponse,
+            _ => return None,
+        })
+    }
+
+    /// Deserializes a JSON value of the given kind. The error names the field that failed
+    /// (`spec.rules[0].http`), so the caller can point at its line.
+    pub fn from_json(kind: Kind, value: serde_json::Value) -> Result<Object, DecodeError> {
+        fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, DecodeError> {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                DecodeError {
+                    field: FieldPath::new(if path == "." { String::new() } else { path }),
+                    message: e.into_inner().to_string(),
+                }
+            })
+        }
+        Ok(match kind {
+            Kind::Ingress => Object::Ingress(typed(value)?),
+            Kind::IngressClass => Object::IngressClass(typed(value)?),
+            Kind::Service => Object::Service(typed(value)?),
+            Kind::EndpointSlice => Object::EndpointSlice(typed(value)?),
+            Kind::Endpoints => Object::Endpoints(typed(value)?),
+            Kind::Secret => Object::Secret(typed(value)?),
+            Kind::ConfigMap => Object::ConfigMap(typed(value)?),
+            Kind::StaticResponse => Object::StaticResponse(typed(value)?),
+        })
+    }
+}
+
+/// A manifest whose fields do not fit the kind's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The field that failed; root when the object itself has the wrong shape.
+    pub field: FieldPath,
+    pub message: String,
+}

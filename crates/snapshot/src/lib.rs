@@ -1,0 +1,79 @@
+//! The snapshot: everything the data plane needs to serve requests, built aside by compile and
+//! published with one atomic store. The data plane loads it once per request and keeps it for the
+//! whole exchange, so routes, certificates and clusters always change together (STYLE.md §2).
+
+mod cell;
+mod cluster;
+mod route;
+mod tls;
+
+use std::sync::Arc;
+
+use portier_core::{Diagnostic, Generation};
+
+pub use cell::SnapshotCell;
+pub use cluster::{Cluster, ClusterId};
+pub use route::{
+    normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable, RouteTableBuilder,
+    StaticReply,
+};
+pub use tls::{CertEntry, TlsStore, TlsStoreBuilder};
+
+/// One immutable, complete configuration of the data plane.
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: Generation,
+    routes: RouteTable,
+    tls: TlsStore,
+    clusters: Vec<Cluster>,
+    diagnostics: Arc<[Diagnostic]>,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    pub fn new(routes: RouteTable, tls: TlsStore, clusters: Vec<Cluster>, diagnostics: Vec<Diagnostic>) -> Self {
+        Self {
+            generation: 0,
+            routes,
+            tls,
+            clusters,
+            diagnostics: diagnostics.into(),
+        }
+    }
+
+    /// Set by [`SnapshotCell::publish`]; 0 for a snapshot that was never published.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    pub fn tls(&self) -> &TlsStore {
+        &self.tls
+    }
+
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        // ClusterIds are only handed out by the compile step that built this very vector.
+        &self.clusters[id.index()]
+    }
+
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// Whether two snapshots would serve identically; publishing is skipped when nothing changed.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        self.routes == other.routes
+            && self.tls.same_content(&other.tls)
+            && self.clusters.len() == other.clusters.len()
+            && self.clusters.iter().zip(&other.clusters).all(|(a, b)| a.same_content(b))
+            && self.diagnostics == other.diagnostics
+    }
+}

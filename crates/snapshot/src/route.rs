@@ -1,0 +1,333 @@
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use portier_core::HostMatch;
+
+use crate::ClusterId;
+
+/// Every route of the snapshot, indexed by host.
+///
+/// Lookup follows the Ingress specification: the exact host wins over a `*.` wildcard (which covers
+/// exactly one label), which wins over rules without a host. Within the chosen host the longest
+/// matching path wins, and `Exact` wins over `Prefix` at equal length. A host whose paths do not match
+/// falls back to the `spec.defaultBackend` of its Ingress, if any; rules without a host fall back to
+/// the catch-all default backend. There is no fall-through from one host to another: a request for
+/// `www.shop.example` never reaches the routes of `*.shop.example`, as in ingress-nginx.
+#[derive(Debug, Default, PartialEq)]
+pub struct RouteTable {
+    exact: HashMap<Box<str>, HostRoutes>,
+    wildcard: HashMap<Box<str>, HostRoutes>,
+    any_host: HostRoutes,
+    len: usize,
+}
+
+/// The routes of one host, longest path first.
+#[derive(Debug, Default, PartialEq)]
+pub struct HostRoutes {
+    routes: Vec<Arc<Route>>,
+    fallback: Option<Arc<Route>>,
+}
+
+/// One path of one Ingress rule, and what to do with a request that matches it.
+#[derive(Debug, PartialEq)]
+pub struct Route {
+    /// The rule's host; `None` for rules without a host and for the catch-all default backend.
+    pub host: Option<HostMatch>,
+    pub path: PathMatch,
+    /// The path type as written in the Ingress, for views.
+    pub path_type: PathType,
+    /// `namespace/name` of the Ingress the route comes from: the metric and access-log label.
+    pub ingress: Arc<str>,
+    /// What the backend is called in metrics and logs: `namespace/service:port`, or
+    /// `StaticResponse namespace/name`.
+    pub backend: Arc<str>,
+    pub action: Action,
+    /// Redirect plain-HTTP requests to HTTPS (the host is in the Ingress' `spec.tls`).
+    pub https_redirect: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Proxy to the endpoints of a cluster.
+    Proxy(ClusterId),
+    /// Answer with a fixed response.
+    Static(Arc<StaticReply>),
+    /// The route exists but its backend cannot be used (missing Service, unknown port, …): 503.
+    Unavailable { reason: Arc<str> },
+}
+
+/// A fixed response served by the gateway itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticReply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// A compiled path matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// The whole path, case-sensitive.
+    Exact(Box<str>),
+    /// Whole path elements. Stored without trailing slashes, so `/` is the empty prefix that
+    /// matches everything.
+    Prefix(Box<str>),
+}
+
+/// `pathType` as the Ingress API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    /// Matched as `Prefix` until regular-expression paths arrive.
+    ImplementationSpecific,
+}
+
+/// The result of a lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    pub route: &'a Arc<Route>,
+}
+
+/// Builds a [`RouteTable`]. Routes of several Ingresses for the same host merge; a second route with
+/// the same host, path and match type is refused, so the caller decides who wins (compile adds the
+/// oldest Ingress first).
+#[derive(Debug, Default)]
+pub struct RouteTableBuilder {
+    hosts: HashMap<Option<HostMatch>, HostBuilder>,
+}
+
+#[derive(Debug, Default)]
+struct HostBuilder {
+    routes: Vec<Arc<Route>>,
+    seen: HashMap<PathMatch, usize>,
+    fallback: Option<Arc<Route>>,
+}
+
+// === impl RouteTable ===
+
+impl RouteTable {
+    /// Finds the route for a normalized host (see [`normalize_host`]; empty when the request has no
+    /// host) and a request path (without the query).
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.host_routes(host).and_then(|h| h.find(path))
+    }
+
+    fn host_routes(&self, host: &str) -> Option<&HostRoutes> {
+        if !self.exact.is_empty() {
+            if let Some(h) = self.exact.get(host) {
+                return Some(h);
+            }
+        }
+        if !self.wildcard.is_empty() {
+            if let Some((first, parent)) = host.split_once('.') {
+                if !first.is_empty() {
+                    if let Some(h) = self.wildcard.get(parent) {
+                        return Some(h);
+                    }
+                }
+            }
+        }
+        Some(&self.any_host)
+    }
+
+    /// Number of routes, fallbacks included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every route in a stable order: exact hosts, wildcard hosts, then rules without host; hosts
+    /// sorted by name; within a host in match order, the fallback last.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        let mut exact: Vec<_> = self.exact.iter().collect();
+        exact.sort_by(|a, b| a.0.cmp(b.0));
+        let mut wildcard: Vec<_> = self.wildcard.iter().collect();
+        wildcard.sort_by(|a, b| a.0.cmp(b.0));
+        exact
+            .into_iter()
+            .chain(wildcard)
+            .map(|(_, h)| h)
+            .chain(std::iter::once(&self.any_host))
+            .flat_map(|h| h.routes.iter().chain(h.fallback.iter()))
+    }
+}
+
+// === impl HostRoutes ===
+
+impl HostRoutes {
+    fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| r.path.matches(path))
+            .or(self.fallback.as_ref())
+    }
+}
+
+// === impl PathMatch ===
+
+impl PathMatch {
+    /// Compiles an Ingress path. `ImplementationSpecific` is matched as `Prefix`.
+    pub fn new(path_type: PathType, path: &str) -> Self {
+        match path_type {
+            PathType::Exact => PathMatch::Exact(path.into()),
+            PathType::Prefix | PathType::ImplementationSpecific => PathMatch::Prefix(path.trim_end_matches('/').into()),
+        }
+    }
+
+    /// The catch-all used for default backends.
+    pub fn any() -> Self {
+        PathMatch::Prefix("".into())
+    }
+
+    // Ingress spec: `Prefix` matches element by element, so "/foo" matches "/foo" and "/foo/bar" but
+    // not "/foobar"; a trailing slash on either side is ignored.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => &**p == path,
+            PathMatch::Prefix(p) => {
+                p.is_empty()
+                    || match path.strip_prefix(&**p) {
+                        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                        None => false,
+                    }
+            }
+        }
+    }
+
+    /// Precedence key: longer paths first, `Exact` before `Prefix` at equal length.
+    fn precedence(&self) -> (std::cmp::Reverse<usize>, u8) {
+        match self {
+            PathMatch::Exact(p) => (std::cmp::Reverse(p.len()), 0),
+            PathMatch::Prefix(p) => (std::cmp::Reverse(p.len()), 1),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) => p,
+            PathMatch::Prefix(p) if p.is_empty() => "/",
+            PathMatch::Prefix(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathMatch::Exact(p) => write!(f, "= {p}"),
+            PathMatch::Prefix(_) => write!(f, "{}*", self.as_str()),
+        }
+    }
+}
+
+// === impl PathType ===
+
+impl PathType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathType::Exact => "Exact",
+            PathType::Prefix => "Prefix",
+            PathType::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+impl std::str::FromStr for PathType {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "Exact" => Ok(PathType::Exact),
+            "Prefix" => Ok(PathType::Prefix),
+            "ImplementationSpecific" => Ok(PathType::ImplementationSpecific),
+            _ => Err(()),
+        }
+    }
+}
+
+// === impl RouteTableBuilder ===
+
+impl RouteTableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route under its host. Returns the route already holding the same host and path, if any.
+    pub fn add(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        let host = self.hosts.entry(route.host.clone()).or_default();
+        if let Some(&i) = host.seen.get(&route.path) {
+            return Err(host.routes[i].clone());
+        }
+        host.seen.insert(route.path.clone(), host.routes.len());
+        host.routes.push(Arc::new(route));
+        Ok(())
+    }
+
+    /// Sets what serves requests for `route.host` that match none of its paths (for rules without a
+    /// host: every request that matches nothing else). Returns the fallback already set, if any.
+    pub fn fallback(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        let host = self.hosts.entry(route.host.clone()).or_default();
+        if let Some(existing) = &host.fallback {
+            return Err(existing.clone());
+        }
+        host.fallback = Some(Arc::new(route));
+        Ok(())
+    }
+
+    pub fn build(self) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (host, b) in self.hosts {
+            let HostBuilder {
+                mut routes, fallback, ..
+            } = b;
+            // Stable: routes that tie on precedence keep insertion order (cannot happen after the
+            // duplicate check, but keeps the table deterministic regardless).
+            routes.sort_by_key(|r| r.path.precedence());
+            table.len += routes.len() + usize::from(fallback.is_some());
+            let hr = HostRoutes { routes, fallback };
+            match host {
+                Some(HostMatch::Exact(h)) => {
+                    table.exact.insert(h.as_str().into(), hr);
+                }
+                Some(HostMatch::Wildcard { parent }) => {
+                    table.wildcard.insert(parent.as_str().into(), hr);
+                }
+                None => table.any_host = hr,
+            }
+        }
+        table
+    }
+}
+
+/// Normalizes a request's host (`Host` header or `:authority`) for lookup: the port is dropped, ASCII
+/// is lower-cased, a trailing dot is removed. Borrows when nothing changes, which is the common case.
+pub fn normalize_host(raw: &str) -> Cow<'_, str> {
+    let without_port = if raw.starts_with('[') {
+        // IPv6 literal: "[::1]:8080" keeps the brackets, drops the port.
+        match raw.find(']') {
+            Some(i) => &raw[..=i],
+            None => raw,
+        }
+    } else {
+        match raw.rfind(':') {
+            Some(i) if raw[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &raw[..i],
+            _ => raw,
+        }
+    };
+    let h = without_port.strip_suffix('.').unwrap_or(without_port);
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
+}
+
+#[cfg(test)]
+mod tests;
