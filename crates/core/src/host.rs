@@ -136,7 +136,8 @@ fn valid_label(label: &str) -> bool {
     let b = label.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -164,7 +165,18 @@ mod tests {
 
     #[test]
     fn rejects_invalid_hosts() {
-        let cases = ["", "1.2.3.4", "::1", "a..b", "-a.b", "a-.b", "foo.*.com", "a*.b", "a_b.c", "*"];
+        let cases = [
+            "",
+            "1.2.3.4",
+            "::1",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "foo.*.com",
+            "a*.b",
+            "a_b.c",
+            "*",
+        ];
         for s in cases {
             assert!(s.parse::<HostMatch>().is_err(), "{s:?} should be rejected");
         }

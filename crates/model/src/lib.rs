@@ -62,9 +62,11 @@ impl Resource {
         let kind = object.kind();
         let meta = object.meta();
         let name = meta.name.clone().unwrap_or_default();
-        let namespace = kind
-            .is_namespaced()
-            .then(|| meta.namespace.clone().unwrap_or_else(|| "default".to_owned()));
+        let namespace = kind.is_namespaced().then(|| {
+            meta.namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned())
+        });
         Self {
             id: ObjectRef {
                 kind,

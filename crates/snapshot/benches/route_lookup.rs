@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use portier_core::HostMatch;
-use portier_snapshot::{Action, ClusterId, PathMatch, PathType, Route, RouteTable, RouteTableBuilder};
+use portier_snapshot::{
+    Action, ClusterId, PathMatch, PathType, Route, RouteTable, RouteTableBuilder,
+};
 
 const PATHS_PER_HOST: usize = 10;
 
@@ -17,7 +19,11 @@ fn synthetic_table(n: usize) -> RouteTable {
     let ingress: Arc<str> = "bench/ing".into();
     let backend: Arc<str> = "bench/svc:80".into();
     for h in 0..hosts {
-        let host = if h % 10 == 9 { format!("*.w{h}.example.test") } else { format!("h{h}.example.test") };
+        let host = if h % 10 == 9 {
+            format!("*.w{h}.example.test")
+        } else {
+            format!("h{h}.example.test")
+        };
         for p in 0..PATHS_PER_HOST {
             let path = format!("/api/v{p}/items");
             let _ = b.add(Route {
@@ -40,7 +46,10 @@ fn route_lookup(c: &mut Criterion) {
         let table = synthetic_table(n);
         let hosts = (n / PATHS_PER_HOST).max(1);
         // A host in the middle of the table, a path that matches the 6th of its 10 routes.
-        let exact = format!("h{}.example.test", hosts / 2 - usize::from(hosts / 2 % 10 == 9));
+        let exact = format!(
+            "h{}.example.test",
+            hosts / 2 - usize::from(hosts / 2 % 10 == 9)
+        );
         group.bench_with_input(BenchmarkId::new("exact_host", n), &table, |b, t| {
             b.iter(|| t.find(black_box(&exact), black_box("/api/v5/items/42")))
         });
@@ -49,7 +58,12 @@ fn route_lookup(c: &mut Criterion) {
             b.iter(|| t.find(black_box(&wild), black_box("/api/v5/items/42")))
         });
         group.bench_with_input(BenchmarkId::new("miss", n), &table, |b, t| {
-            b.iter(|| t.find(black_box("nowhere.example.test"), black_box("/api/v5/items/42")))
+            b.iter(|| {
+                t.find(
+                    black_box("nowhere.example.test"),
+                    black_box("/api/v5/items/42"),
+                )
+            })
         });
     }
     group.finish();

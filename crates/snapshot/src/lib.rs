@@ -14,8 +14,8 @@ use portier_core::{Diagnostic, Generation};
 pub use cell::SnapshotCell;
 pub use cluster::{Cluster, ClusterId};
 pub use route::{
-    normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable, RouteTableBuilder,
-    StaticReply,
+    normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable,
+    RouteTableBuilder, StaticReply,
 };
 pub use tls::{CertEntry, TlsStore, TlsStoreBuilder};
 
@@ -32,7 +32,12 @@ pub struct Snapshot {
 // === impl Snapshot ===
 
 impl Snapshot {
-    pub fn new(routes: RouteTable, tls: TlsStore, clusters: Vec<Cluster>, diagnostics: Vec<Diagnostic>) -> Self {
+    pub fn new(
+        routes: RouteTable,
+        tls: TlsStore,
+        clusters: Vec<Cluster>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Self {
         Self {
             generation: 0,
             routes,
@@ -73,7 +78,11 @@ impl Snapshot {
         self.routes == other.routes
             && self.tls.same_content(&other.tls)
             && self.clusters.len() == other.clusters.len()
-            && self.clusters.iter().zip(&other.clusters).all(|(a, b)| a.same_content(b))
+            && self
+                .clusters
+                .iter()
+                .zip(&other.clusters)
+                .all(|(a, b)| a.same_content(b))
             && self.diagnostics == other.diagnostics
     }
 }

@@ -77,7 +77,9 @@ impl TlsStore {
         fn same_map(a: &HashMap<Box<str>, CertEntry>, b: &HashMap<Box<str>, CertEntry>) -> bool {
             a.len() == b.len() && a.iter().all(|(k, e)| b.get(k).is_some_and(|o| e.same(o)))
         }
-        same_map(&self.exact, &other.exact) && same_map(&self.wildcard, &other.wildcard) && self.fallback.same(&other.fallback)
+        same_map(&self.exact, &other.exact)
+            && same_map(&self.wildcard, &other.wildcard)
+            && self.fallback.same(&other.fallback)
     }
 }
 
