@@ -1,1 +1,130 @@
-//! placeholder
+//! compile: `Model` → `Snapshot`. Pure, total and deterministic: a broken object becomes a
+//! [`Diagnostic`] and is left out, everything else keeps serving (DESIGN.md rule 6).
+//!
+//! The order of work follows the Ingress specification:
+//! 1. class selection: which Ingresses are ours ([`classes`]);
+//! 2. oldest Ingress first (creationTimestamp, then namespace/name), so conflicts resolve the same
+//!    way on every replica and every reload;
+//! 3. per Ingress: annotations, TLS entries, rules and paths, backends, default backend.
+
+mod annotations;
+mod backends;
+mod classes;
+mod index;
+mod ingress;
+mod tls;
+
+use portier_core::{Diagnostic, Diagnostics, FieldPath, ObjectRef, Severity};
+use portier_model::{Model, Resource};
+use portier_snapshot::{CertEntry, RouteTableBuilder, Snapshot, TlsStore};
+
+pub use tls::{certified_key_from_pem, TlsError};
+
+/// What compile needs besides the model.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Value of the legacy `kubernetes.io/ingress.class` annotation that selects us.
+    pub ingress_class: String,
+    /// `spec.controller` of the IngressClasses that are ours.
+    pub controller_name: String,
+    /// Served when no configured certificate matches the SNI name.
+    pub fallback_cert: CertEntry,
+}
+
+/// The result of one compile: a snapshot ready to publish and every problem found on the way.
+#[derive(Debug)]
+pub struct Compiled {
+    pub snapshot: Snapshot,
+    /// The same list the snapshot carries; kept here for callers that print it (`portier check`).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+// === impl Compiled ===
+
+impl Compiled {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Compiles the model. Never fails as a whole.
+pub fn compile(model: &Model, opts: &Options) -> Compiled {
+    let mut cx = Cx::new(model, opts);
+    cx.diags.extend(model.diagnostics().iter().cloned());
+
+    let ours = classes::select(&cx.index, opts, &mut cx.diags);
+    for ing in ours {
+        ingress::compile_ingress(&mut cx, ing);
+    }
+    ingress::finish_default_backends(&mut cx);
+
+    let Cx {
+        routes,
+        tls,
+        clusters,
+        diags,
+        ..
+    } = cx;
+    let diagnostics = diags.into_sorted();
+    let snapshot = Snapshot::new(
+        routes.build(),
+        tls.build(),
+        clusters.into_clusters(),
+        diagnostics.clone(),
+    );
+    Compiled {
+        snapshot,
+        diagnostics,
+    }
+}
+
+/// Compile's working state.
+pub(crate) struct Cx<'m> {
+    pub index: index::Index<'m>,
+    pub routes: RouteTableBuilder,
+    pub tls: portier_snapshot::TlsStoreBuilder,
+    pub secrets: tls::SecretCache,
+    pub clusters: backends::Clusters,
+    pub defaults: ingress::DefaultBackends,
+    pub diags: Diagnostics,
+}
+
+impl<'m> Cx<'m> {
+    fn new(model: &'m Model, opts: &Options) -> Self {
+        Self {
+            index: index::Index::new(model),
+            routes: RouteTableBuilder::new(),
+            tls: TlsStore::builder(opts.fallback_cert.clone()),
+            secrets: tls::SecretCache::default(),
+            clusters: backends::Clusters::default(),
+            defaults: ingress::DefaultBackends::default(),
+            diags: Diagnostics::new(),
+        }
+    }
+
+    /// Records a problem with a field of an object, with the field's position when the object came
+    /// from a file.
+    pub fn report(
+        &mut self,
+        severity: Severity,
+        res: &Resource,
+        field: FieldPath,
+        message: String,
+    ) -> &mut Diagnostic {
+        let d = Diagnostic::new(severity, message)
+            .object(res.id.clone())
+            .span(res.origin.span(&field))
+            .field(field);
+        self.diags.push_mut(d)
+    }
+}
+
+/// `Kind ns/name` for messages about another object.
+pub(crate) fn describe(r: &ObjectRef) -> String {
+    r.to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -162,6 +162,10 @@ impl Diagnostic {
         self
     }
 
+    pub fn set_help(&mut self, help: impl Into<String>) {
+        self.help = Some(help.into());
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -213,6 +217,13 @@ impl Diagnostics {
 
     pub fn push(&mut self, d: Diagnostic) {
         self.list.push(d);
+    }
+
+    /// Pushes and returns the diagnostic, so the caller can add a help line it only now knows.
+    pub fn push_mut(&mut self, d: Diagnostic) -> &mut Diagnostic {
+        let i = self.list.len();
+        self.list.push(d);
+        &mut self.list[i]
     }
 
     pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {

@@ -147,6 +147,11 @@ impl RouteTable {
     /// Every route in a stable order: exact hosts, wildcard hosts, then rules without host; hosts
     /// sorted by name; within a host in match order, the fallback last.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.entries().map(|(r, _)| r)
+    }
+
+    /// Like [`iter`](Self::iter), with `true` for default-backend fallbacks.
+    pub fn entries(&self) -> impl Iterator<Item = (&Arc<Route>, bool)> {
         let mut exact: Vec<_> = self.exact.iter().collect();
         exact.sort_by(|a, b| a.0.cmp(b.0));
         let mut wildcard: Vec<_> = self.wildcard.iter().collect();
@@ -156,7 +161,12 @@ impl RouteTable {
             .chain(wildcard)
             .map(|(_, h)| h)
             .chain(std::iter::once(&self.any_host))
-            .flat_map(|h| h.routes.iter().chain(h.fallback.iter()))
+            .flat_map(|h| {
+                h.routes
+                    .iter()
+                    .map(|r| (r, false))
+                    .chain(h.fallback.iter().map(|r| (r, true)))
+            })
     }
 }
 

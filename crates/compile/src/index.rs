@@ -1,0 +1,71 @@
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use portier_model::{k8s_openapi, Model, Object, Resource, StaticResponse};
+
+/// Lookups compile needs, built once per compile from the model.
+pub(crate) struct Index<'m> {
+    pub ingresses: Vec<(&'m Resource, &'m Ingress)>,
+    pub classes: HashMap<&'m str, (&'m Resource, &'m IngressClass)>,
+    pub services: HashMap<(&'m str, &'m str), (&'m Resource, &'m Service)>,
+    /// EndpointSlices by namespace and the Service named in their `kubernetes.io/service-name` label.
+    pub slices: HashMap<(&'m str, &'m str), Vec<&'m EndpointSlice>>,
+    pub endpoints: HashMap<(&'m str, &'m str), &'m Endpoints>,
+    pub secrets: HashMap<(&'m str, &'m str), (&'m Resource, &'m Secret)>,
+    pub statics: HashMap<(&'m str, &'m str), (&'m Resource, &'m StaticResponse)>,
+}
+
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+impl<'m> Index<'m> {
+    pub fn new(model: &'m Model) -> Self {
+        let mut ix = Index {
+            ingresses: Vec::new(),
+            classes: HashMap::new(),
+            services: HashMap::new(),
+            slices: HashMap::new(),
+            endpoints: HashMap::new(),
+            secrets: HashMap::new(),
+            statics: HashMap::new(),
+        };
+        for r in model.iter() {
+            let r: &'m Resource = r;
+            let key = (r.namespace(), r.name());
+            match &r.object {
+                Object::Ingress(o) => ix.ingresses.push((r, o)),
+                Object::IngressClass(o) => {
+                    ix.classes.insert(r.name(), (r, o));
+                }
+                Object::Service(o) => {
+                    ix.services.insert(key, (r, o));
+                }
+                Object::EndpointSlice(o) => {
+                    if let Some(svc) = o
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    {
+                        ix.slices
+                            .entry((r.namespace(), svc.as_str()))
+                            .or_default()
+                            .push(o);
+                    }
+                }
+                Object::Endpoints(o) => {
+                    ix.endpoints.insert(key, o);
+                }
+                Object::Secret(o) => {
+                    ix.secrets.insert(key, (r, o));
+                }
+                Object::StaticResponse(o) => {
+                    ix.statics.insert(key, (r, o));
+                }
+                Object::ConfigMap(_) => {}
+            }
+        }
+        ix
+    }
+}

@@ -1,0 +1,125 @@
+//! Golden tests for compile: each directory under `tests/golden/` holds `input/*.yaml`; the runner
+//! loads it with the files provider (the same code `serve` and `check` use), compiles it, and
+//! compares the rendered snapshot and diagnostics with `snapshot.txt` and `diagnostics.txt`.
+//! `PORTIER_BLESS=1 cargo test -p portier-compile --test golden` rewrites the expected files.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use portier_compile::{certified_key_from_pem, compile, Options};
+use portier_model::{ModelStore, ProviderId};
+use portier_provider_files::FileProvider;
+use portier_snapshot::{Action, CertEntry, Snapshot};
+
+#[test]
+fn golden() {
+    let root = Path::new("tests/golden");
+    let mut cases: Vec<_> = std::fs::read_dir(root)
+        .expect("tests/golden exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no golden cases found");
+    let bless = std::env::var_os("PORTIER_BLESS").is_some();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (snapshot_txt, diagnostics_txt) = run_case(case);
+        for (file, got) in [
+            ("snapshot.txt", &snapshot_txt),
+            ("diagnostics.txt", &diagnostics_txt),
+        ] {
+            let path = case.join(file);
+            if bless {
+                std::fs::write(&path, got).expect("write golden file");
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_default();
+            if &want != got {
+                failures.push(format!(
+                    "{}: differs from the expected output (PORTIER_BLESS=1 rewrites it)\n--- want\n{want}\n--- got\n{got}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn run_case(case: &Path) -> (String, String) {
+    let mut provider = FileProvider::new(case.join("input"));
+    let change = provider.scan().expect("golden input directory is readable");
+    let mut store = ModelStore::new();
+    store.apply(ProviderId("files"), change);
+    let compiled = compile(&store.model(), &options());
+    let mut diags = String::new();
+    for d in &compiled.diagnostics {
+        writeln!(diags, "{d}\n").expect("write to String");
+    }
+    (render(&compiled.snapshot), diags)
+}
+
+fn render(snap: &Snapshot) -> String {
+    let mut out = String::from("routes:\n");
+    for (r, is_default) in snap.routes().entries() {
+        let host = r
+            .host
+            .as_ref()
+            .map_or_else(|| "*".to_owned(), ToString::to_string);
+        let path = if is_default {
+            "(default backend)".to_owned()
+        } else {
+            format!("{} {}", r.path_type.as_str(), r.path.as_str())
+        };
+        let action = match &r.action {
+            Action::Proxy(id) => {
+                let c = snap.cluster(*id);
+                let eps: Vec<String> = c.endpoints.iter().map(ToString::to_string).collect();
+                format!("proxy {} [{}]", c.name, eps.join(", "))
+            }
+            Action::Static(s) => format!(
+                "static {} {} {:?}",
+                r.backend,
+                s.status.as_u16(),
+                String::from_utf8_lossy(&s.body)
+            ),
+            Action::Unavailable { reason } => format!("503 ({reason})"),
+        };
+        let redirect = if r.https_redirect {
+            " https-redirect"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  {host} {path} -> {action} ingress={}{redirect}",
+            r.ingress
+        )
+        .expect("write to String");
+    }
+    out.push_str("certificates:\n");
+    for (name, e) in snap.tls().names() {
+        writeln!(out, "  {name} <- {}", e.source).expect("write to String");
+    }
+    out
+}
+
+fn options() -> Options {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("generate key");
+    let cert = rcgen::CertificateParams::new(vec!["fallback.test".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-sign");
+    let (ck, _) = certified_key_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .expect("fallback loads");
+    Options {
+        ingress_class: "portier".into(),
+        controller_name: "portier.dev/ingress-controller".into(),
+        fallback_cert: CertEntry {
+            certified: Arc::new(ck),
+            source: "fallback".into(),
+        },
+    }
+}
