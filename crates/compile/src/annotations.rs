@@ -55,9 +55,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource) -> IngressAnnotations {
                     field,
                     format!("annotation {k} is not supported by portier and has no effect"),
                 )
-                .set_help(
-                    "remove it, or see docs/annotations.md for the annotations portier understands",
-                );
+                .set_help("remove it, or see docs/annotations.md for the annotations portier understands");
             }
             k if k.starts_with(CERT_MANAGER) => {
                 cx.report(

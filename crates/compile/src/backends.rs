@@ -27,18 +27,12 @@ pub(crate) struct Clusters {
 }
 
 impl Clusters {
-    fn intern(
-        &mut self,
-        name: Arc<str>,
-        service: Arc<str>,
-        endpoints: Vec<SocketAddr>,
-    ) -> ClusterId {
+    fn intern(&mut self, name: Arc<str>, service: Arc<str>, endpoints: Vec<SocketAddr>) -> ClusterId {
         if let Some(id) = self.by_name.get(&name) {
             return *id;
         }
         let id = ClusterId::new(self.list.len());
-        self.list
-            .push(Cluster::new(name.clone(), service, endpoints));
+        self.list.push(Cluster::new(name.clone(), service, endpoints));
         self.by_name.insert(name, id);
         id
     }
@@ -56,12 +50,7 @@ pub(crate) struct Resolved {
 
 /// Resolves `backend` (at field `at` of Ingress `ing`). Problems are reported and give a route that
 /// answers 503, so a request to it says what is wrong instead of falling through to another route.
-pub(crate) fn resolve(
-    cx: &mut Cx<'_>,
-    ing: &Resource,
-    backend: &IngressBackend,
-    at: &FieldPath,
-) -> Resolved {
+pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &IngressBackend, at: &FieldPath) -> Resolved {
     let ns = ing.namespace();
     match (&backend.service, &backend.resource) {
         (Some(svc), None) => {
@@ -159,7 +148,8 @@ fn service_backend(
             ing,
             at.field("name"),
             format!("Service {ns}/{name} not found"),
-            "create the Service in the Ingress' namespace, or fix the name; requests to this path get 503 until then".into(),
+            "create the Service in the Ingress' namespace, or fix the name; requests to this path get 503 until then"
+                .into(),
         );
     };
     let spec = svc.spec.as_ref();
@@ -168,9 +158,7 @@ fn service_backend(
             cx,
             ing,
             at.field("name"),
-            format!(
-                "Service {ns}/{name} is of type ExternalName, which portier does not proxy to yet"
-            ),
+            format!("Service {ns}/{name} is of type ExternalName, which portier does not proxy to yet"),
             "point the Ingress at a Service with a selector or with EndpointSlices".into(),
         );
     }
@@ -196,13 +184,7 @@ fn service_backend(
         } else {
             format!("use one of: {}", list.join(", "))
         };
-        return unavailable(
-            cx,
-            ing,
-            field,
-            format!("Service {ns}/{name} has no port {port}"),
-            help,
-        );
+        return unavailable(cx, ing, field, format!("Service {ns}/{name} has no port {port}"), help);
     };
     if sp.protocol.as_deref().is_some_and(|p| p != "TCP") {
         cx.report(
@@ -281,11 +263,7 @@ fn endpoints_for(cx: &Cx<'_>, ns: &str, name: &str, sp: &ServicePort) -> Vec<Soc
                 .iter()
                 .find(|p| p.name.as_deref().unwrap_or("") == port_name)
                 .map(|p| p.port)
-                .or(if ports.len() == 1 {
-                    Some(ports[0].port)
-                } else {
-                    None
-                })
+                .or(if ports.len() == 1 { Some(ports[0].port) } else { None })
                 .or(numeric_target);
             let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
                 continue;
@@ -310,10 +288,7 @@ fn static_backend(cx: &mut Cx<'_>, res: &Resource, sr: &StaticResponse) -> Resol
                 Severity::Error,
                 res,
                 FieldPath::new("spec.statusCode"),
-                format!(
-                    "{} is not an HTTP status code",
-                    spec.status_code.unwrap_or(0)
-                ),
+                format!("{} is not an HTTP status code", spec.status_code.unwrap_or(0)),
             );
             d.set_help("use a status code between 100 and 999");
             return Resolved {
@@ -325,10 +300,7 @@ fn static_backend(cx: &mut Cx<'_>, res: &Resource, sr: &StaticResponse) -> Resol
         }
     };
     let mut headers = Vec::new();
-    let content_type = spec
-        .content_type
-        .as_deref()
-        .unwrap_or("text/plain; charset=utf-8");
+    let content_type = spec.content_type.as_deref().unwrap_or("text/plain; charset=utf-8");
     match HeaderValue::from_str(content_type) {
         Ok(v) => headers.push((http::header::CONTENT_TYPE, v)),
         Err(_) => {
@@ -342,10 +314,7 @@ fn static_backend(cx: &mut Cx<'_>, res: &Resource, sr: &StaticResponse) -> Resol
     }
     for (k, v) in &spec.headers {
         let field = FieldPath::new("spec.headers").field(k);
-        match (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
+        match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             (Ok(n), Ok(v)) => headers.push((n, v)),
             _ => {
                 cx.report(
@@ -367,16 +336,9 @@ fn static_backend(cx: &mut Cx<'_>, res: &Resource, sr: &StaticResponse) -> Resol
     }
 }
 
-fn unavailable(
-    cx: &mut Cx<'_>,
-    ing: &Resource,
-    field: FieldPath,
-    message: String,
-    help: String,
-) -> Resolved {
+fn unavailable(cx: &mut Cx<'_>, ing: &Resource, field: FieldPath, message: String, help: String) -> Resolved {
     let reason: Arc<str> = message.clone().into();
-    cx.report(Severity::Error, ing, field, message)
-        .set_help(help);
+    cx.report(Severity::Error, ing, field, message).set_help(help);
     Resolved {
         action: Action::Unavailable { reason },
         label: "".into(),

@@ -15,15 +15,11 @@ pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is
 
 /// Our Ingresses, oldest first (creationTimestamp; objects without one, as in files, count as
 /// equally old), then by namespace/name: the order in which conflicts are decided.
-pub(crate) fn select<'m>(
-    ix: &Index<'m>,
-    opts: &Options,
-    diags: &mut Diagnostics,
-) -> Vec<(&'m Resource, &'m Ingress)> {
+pub(crate) fn select<'m>(ix: &Index<'m>, opts: &Options, diags: &mut Diagnostics) -> Vec<(&'m Resource, &'m Ingress)> {
     let is_ours = |class: &str| {
-        ix.classes.get(class).is_some_and(|(_, c)| {
-            c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(&opts.controller_name)
-        })
+        ix.classes
+            .get(class)
+            .is_some_and(|(_, c)| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(&opts.controller_name))
     };
     let mut defaults: Vec<&str> = ix
         .classes
@@ -42,10 +38,7 @@ pub(crate) fn select<'m>(
 
     let mut ours: Vec<(&Resource, &Ingress)> = Vec::new();
     for &(r, ing) in &ix.ingresses {
-        let class_name = ing
-            .spec
-            .as_ref()
-            .and_then(|s| s.ingress_class_name.as_deref());
+        let class_name = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref());
         let legacy = r
             .meta()
             .annotations

@@ -42,16 +42,8 @@ impl<'m> Index<'m> {
                     ix.services.insert(key, (r, o));
                 }
                 Object::EndpointSlice(o) => {
-                    if let Some(svc) = o
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    {
-                        ix.slices
-                            .entry((r.namespace(), svc.as_str()))
-                            .or_default()
-                            .push(o);
+                    if let Some(svc) = o.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+                        ix.slices.entry((r.namespace(), svc.as_str())).or_default().push(o);
                     }
                 }
                 Object::Endpoints(o) => {

@@ -22,13 +22,8 @@ pub(crate) struct DefaultBackends {
 pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)) {
     let ann = annotations::parse(cx, res);
     let Some(spec) = ing.spec.as_ref() else {
-        cx.report(
-            Severity::Error,
-            res,
-            FieldPath::root(),
-            "Ingress has no spec".into(),
-        )
-        .set_help("add spec.rules or spec.defaultBackend");
+        cx.report(Severity::Error, res, FieldPath::root(), "Ingress has no spec".into())
+            .set_help("add spec.rules or spec.defaultBackend");
         return;
     };
     let ingress_label: Arc<str> = format!("{}/{}", res.namespace(), res.name()).into();
@@ -71,8 +66,13 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
         }
         let Some(http) = rule.http.as_ref() else {
             if default_backend.is_none() {
-                cx.report(Severity::Warning, res, at.clone(), "rule has no http paths and the Ingress has no defaultBackend; it serves nothing".into())
-                    .set_help("add http.paths to the rule");
+                cx.report(
+                    Severity::Warning,
+                    res,
+                    at.clone(),
+                    "rule has no http paths and the Ingress has no defaultBackend; it serves nothing".into(),
+                )
+                .set_help("add http.paths to the rule");
             }
             continue;
         };
@@ -120,9 +120,7 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
             https_redirect: redirect,
         };
         if rules.is_empty() {
-            cx.defaults
-                .catch_all
-                .push(make(None, ann.force_ssl_redirect));
+            cx.defaults.catch_all.push(make(None, ann.force_ssl_redirect));
         } else {
             // The Ingress' default backend serves the paths of its own hosts that no rule matches.
             for host in hosts_with_rules {
@@ -136,7 +134,10 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
                         Severity::Warning,
                         res,
                         at.clone(),
-                        format!("the default backend for {host_s} is already set by Ingress {}; this one is ignored", existing.ingress),
+                        format!(
+                            "the default backend for {host_s} is already set by Ingress {}; this one is ignored",
+                            existing.ingress
+                        ),
                     )
                     .set_help("the oldest Ingress wins; remove one of the defaultBackends");
                 }
@@ -160,14 +161,8 @@ pub(crate) fn finish_default_backends(cx: &mut Cx<'_>) {
             .help("only one Ingress without rules can own the default backend; the oldest wins");
             let d = match ingress.split_once('/') {
                 Some((ns, name)) => {
-                    let id =
-                        portier_core::ObjectRef::namespaced(portier_core::Kind::Ingress, ns, name);
-                    let res = cx
-                        .index
-                        .ingresses
-                        .iter()
-                        .find(|(r, _)| r.id == id)
-                        .map(|(r, _)| *r);
+                    let id = portier_core::ObjectRef::namespaced(portier_core::Kind::Ingress, ns, name);
+                    let res = cx.index.ingresses.iter().find(|(r, _)| r.id == id).map(|(r, _)| *r);
                     let field = FieldPath::new("spec.defaultBackend");
                     match res {
                         Some(r) => d.object(id).span(r.origin.span(&field)).field(field),
@@ -182,15 +177,8 @@ pub(crate) fn finish_default_backends(cx: &mut Cx<'_>) {
 }
 
 fn add_route(cx: &mut Cx<'_>, res: &Resource, at: FieldPath, route: Route) {
-    let host = route
-        .host
-        .as_ref()
-        .map_or_else(|| "*".to_owned(), ToString::to_string);
-    let desc = format!(
-        "{} {} on host {host}",
-        route.path_type.as_str(),
-        route.path.as_str()
-    );
+    let host = route.host.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string);
+    let desc = format!("{} {} on host {host}", route.path_type.as_str(), route.path.as_str());
     if let Err(existing) = cx.routes.add(route) {
         let msg = if *existing.ingress == *format!("{}/{}", res.namespace(), res.name()) {
             format!("path {desc} appears twice in this Ingress; the first one is used")
@@ -200,8 +188,9 @@ fn add_route(cx: &mut Cx<'_>, res: &Resource, at: FieldPath, route: Route) {
                 existing.ingress
             )
         };
-        cx.report(Severity::Warning, res, at.field("path"), msg)
-            .set_help("the oldest Ingress (then namespace/name order) wins a conflict; remove or change one of the paths");
+        cx.report(Severity::Warning, res, at.field("path"), msg).set_help(
+            "the oldest Ingress (then namespace/name order) wins a conflict; remove or change one of the paths",
+        );
     }
 }
 
@@ -231,11 +220,7 @@ fn validate_path(path_type: PathType, path: &str) -> Result<(), String> {
 /// over HTTPS (lower-case, as written: `*.example.com` stays a wildcard).
 fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String> {
     let mut hosts_out = HashSet::new();
-    let entries = ing
-        .spec
-        .as_ref()
-        .and_then(|s| s.tls.as_deref())
-        .unwrap_or(&[]);
+    let entries = ing.spec.as_ref().and_then(|s| s.tls.as_deref()).unwrap_or(&[]);
     let ns = res.namespace();
     for (i, entry) in entries.iter().enumerate() {
         let at = FieldPath::new("spec.tls").index(i);
@@ -248,12 +233,7 @@ fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String
             .collect();
         for (k, h) in hosts.iter().enumerate() {
             if let Err(e) = h.parse::<HostMatch>() {
-                cx.report(
-                    Severity::Error,
-                    res,
-                    at.field("hosts").index(k),
-                    e.to_string(),
-                );
+                cx.report(Severity::Error, res, at.field("hosts").index(k), e.to_string());
             }
         }
         hosts_out.extend(hosts.iter().cloned());
@@ -275,20 +255,23 @@ fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String
                 .set_help("create the Secret, or remove this tls entry to serve the host over plain HTTP; until then the fallback certificate is served");
             continue;
         };
-        if let Some(t) = secret
-            .type_
-            .as_deref()
-            .filter(|t| *t != "kubernetes.io/tls")
-        {
-            cx.report(Severity::Warning, res, field.clone(), format!("Secret {ns}/{secret_name} is of type {t}, not kubernetes.io/tls"))
-                .set_help("TLS Secrets should have type: kubernetes.io/tls; portier reads tls.crt and tls.key anyway");
+        if let Some(t) = secret.type_.as_deref().filter(|t| *t != "kubernetes.io/tls") {
+            cx.report(
+                Severity::Warning,
+                res,
+                field.clone(),
+                format!("Secret {ns}/{secret_name} is of type {t}, not kubernetes.io/tls"),
+            )
+            .set_help("TLS Secrets should have type: kubernetes.io/tls; portier reads tls.crt and tls.key anyway");
         }
         let (entry_cert, info) = match cx.secrets.load(ns, secret_name, secret) {
             Ok(v) => v,
             Err(e) => {
                 let secret_ref = describe(&secret_res.id);
                 cx.report(Severity::Error, res, field, format!("{secret_ref}: {e}"))
-                    .set_help("fix the Secret's tls.crt and tls.key (PEM); until then these hosts get the fallback certificate");
+                    .set_help(
+                    "fix the Secret's tls.crt and tls.key (PEM); until then these hosts get the fallback certificate",
+                );
                 continue;
             }
         };
@@ -298,14 +281,16 @@ fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String
             hosts.clone()
         };
         for (k, h) in names.iter().enumerate() {
-            let covered = tls::cert_covers(&info.dns_names, h)
-                || (h.starts_with("*.") && info.dns_names.contains(h));
+            let covered = tls::cert_covers(&info.dns_names, h) || (h.starts_with("*.") && info.dns_names.contains(h));
             if !covered {
                 cx.report(
                     Severity::Warning,
                     res,
                     at.field("hosts").index(k),
-                    format!("the certificate in Secret {ns}/{secret_name} does not cover {h} (it covers {})", info.dns_names.join(", ")),
+                    format!(
+                        "the certificate in Secret {ns}/{secret_name} does not cover {h} (it covers {})",
+                        info.dns_names.join(", ")
+                    ),
                 )
                 .set_help("clients will reject the certificate for this host; issue one that includes it");
             }

@@ -43,9 +43,7 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
 }
 
@@ -74,10 +72,7 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
         clusters.into_clusters(),
         diagnostics.clone(),
     );
-    Compiled {
-        snapshot,
-        diagnostics,
-    }
+    Compiled { snapshot, diagnostics }
 }
 
 /// Compile's working state.
@@ -106,13 +101,7 @@ impl<'m> Cx<'m> {
 
     /// Records a problem with a field of an object, with the field's position when the object came
     /// from a file.
-    pub fn report(
-        &mut self,
-        severity: Severity,
-        res: &Resource,
-        field: FieldPath,
-        message: String,
-    ) -> &mut Diagnostic {
+    pub fn report(&mut self, severity: Severity, res: &Resource, field: FieldPath, message: String) -> &mut Diagnostic {
         let d = Diagnostic::new(severity, message)
             .object(res.id.clone())
             .span(res.origin.span(&field))

@@ -40,10 +40,7 @@ pub struct CertInfo {
 }
 
 /// Loads a PEM chain and key into a rustls certified key, checking that the key matches.
-pub fn certified_key_from_pem(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<(CertifiedKey, CertInfo), TlsError> {
+pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<(CertifiedKey, CertInfo), TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::BadCertificatePem(e.to_string()))?;
@@ -73,8 +70,7 @@ pub fn certified_key_from_pem(
 }
 
 fn cert_info(leaf: &CertificateDer<'_>) -> Result<CertInfo, TlsError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| TlsError::BadCertificate(e.to_string()))?;
     let mut dns_names: Vec<String> = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -84,12 +80,7 @@ fn cert_info(leaf: &CertificateDer<'_>) -> Result<CertInfo, TlsError> {
         }
     }
     if dns_names.is_empty() {
-        if let Some(cn) = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-        {
+        if let Some(cn) = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()) {
             dns_names.push(cn.to_ascii_lowercase());
         }
     }
@@ -127,8 +118,7 @@ impl SecretCache {
         self.loaded
             .entry((namespace.to_owned(), name.to_owned()))
             .or_insert_with(|| {
-                let cert =
-                    secret_value(secret, "tls.crt").ok_or(TlsError::MissingKey("tls.crt"))?;
+                let cert = secret_value(secret, "tls.crt").ok_or(TlsError::MissingKey("tls.crt"))?;
                 let key = secret_value(secret, "tls.key").ok_or(TlsError::MissingKey("tls.key"))?;
                 let (ck, info) = certified_key_from_pem(&cert, &key)?;
                 Ok((
@@ -148,11 +138,7 @@ fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
         return Some(v.as_bytes().to_vec());
     }
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
+    secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
 }
 
 #[cfg(test)]

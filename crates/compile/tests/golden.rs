@@ -27,10 +27,7 @@ fn golden() {
     let mut failures = Vec::new();
     for case in &cases {
         let (snapshot_txt, diagnostics_txt) = run_case(case);
-        for (file, got) in [
-            ("snapshot.txt", &snapshot_txt),
-            ("diagnostics.txt", &diagnostics_txt),
-        ] {
+        for (file, got) in [("snapshot.txt", &snapshot_txt), ("diagnostics.txt", &diagnostics_txt)] {
             let path = case.join(file);
             if bless {
                 std::fs::write(&path, got).expect("write golden file");
@@ -64,10 +61,7 @@ fn run_case(case: &Path) -> (String, String) {
 fn render(snap: &Snapshot) -> String {
     let mut out = String::from("routes:\n");
     for (r, is_default) in snap.routes().entries() {
-        let host = r
-            .host
-            .as_ref()
-            .map_or_else(|| "*".to_owned(), ToString::to_string);
+        let host = r.host.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string);
         let path = if is_default {
             "(default backend)".to_owned()
         } else {
@@ -87,17 +81,8 @@ fn render(snap: &Snapshot) -> String {
             ),
             Action::Unavailable { reason } => format!("503 ({reason})"),
         };
-        let redirect = if r.https_redirect {
-            " https-redirect"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "  {host} {path} -> {action} ingress={}{redirect}",
-            r.ingress
-        )
-        .expect("write to String");
+        let redirect = if r.https_redirect { " https-redirect" } else { "" };
+        writeln!(out, "  {host} {path} -> {action} ingress={}{redirect}", r.ingress).expect("write to String");
     }
     out.push_str("certificates:\n");
     for (name, e) in snap.tls().names() {
@@ -112,8 +97,8 @@ fn options() -> Options {
         .expect("params")
         .self_signed(&key)
         .expect("self-sign");
-    let (ck, _) = certified_key_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
-        .expect("fallback loads");
+    let (ck, _) =
+        certified_key_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).expect("fallback loads");
     Options {
         ingress_class: "portier".into(),
         controller_name: "portier.dev/ingress-controller".into(),
