@@ -1,1 +1,85 @@
-//! placeholder
+//! The data plane: accepts client connections on the plain and TLS listeners, serves HTTP/1.1 and
+//! HTTP/2, routes every request through the live snapshot and proxies it to an endpoint.
+//!
+//! Each request loads the snapshot once and keeps it for the whole exchange (STYLE.md §2), so a
+//! keep-alive connection or an HTTP/2 stream sees a newer snapshot at its next request, and a TLS
+//! handshake picks the certificate from the snapshot live at that moment.
+
+mod body;
+mod error;
+mod headers;
+mod proxy;
+mod server;
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portier_snapshot::SnapshotCell;
+use portier_telemetry::{AccessLog, Metrics};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Tuning of the data plane; [`Default`] gives production values.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Port put in `https://` redirects; left out of the URL when 443.
+    pub https_redirect_port: u16,
+    /// After shutdown is requested, how long in-flight requests and tunnels may take before their
+    /// connections are closed.
+    pub drain_timeout: Duration,
+    /// Limit on opening a TCP connection to an endpoint; past it the client gets a 504.
+    pub upstream_connect_timeout: Duration,
+    /// Limit from sending the request to receiving the upstream's response headers (504 after).
+    pub upstream_response_timeout: Duration,
+    /// Limit on receiving a request's headers (and, on an idle keep-alive connection, the next
+    /// request), on the TLS handshake, and on a new connection's first bytes: defeats slowloris.
+    pub header_read_timeout: Duration,
+}
+
+/// The data plane. Build it once, then [`run`](Dataplane::run) it until shutdown.
+pub struct Dataplane {
+    shared: Arc<server::Shared>,
+}
+
+// === impl DataplaneConfig ===
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self {
+            https_redirect_port: 443,
+            drain_timeout: Duration::from_secs(30),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+// === impl Dataplane ===
+
+impl Dataplane {
+    /// Prepares the data plane: the upstream connection pool, the HTTP server settings and the
+    /// TLS configuration whose certificate resolver reads `cell` at every handshake.
+    pub fn new(cell: Arc<SnapshotCell>, metrics: Arc<Metrics>, access_log: AccessLog, cfg: DataplaneConfig) -> Self {
+        Self {
+            shared: Arc::new(server::Shared::new(cell, metrics, access_log, cfg)),
+        }
+    }
+
+    /// Serves plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge) on `http` and TLS (HTTP/2 or
+    /// HTTP/1.1 by ALPN) on `https`; either may be `None`. Runs until `shutdown` is cancelled, then
+    /// stops accepting, lets in-flight requests finish for up to `drain_timeout`, closes what
+    /// remains, and returns.
+    pub async fn run(self, http: Option<TcpListener>, https: Option<TcpListener>, shutdown: CancellationToken) {
+        server::run(self.shared, http, https, shutdown).await;
+    }
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("cfg", &self.shared.cfg)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,1 +1,99 @@
-fn main() {}
+//! The `portier` binary: command line, static configuration and the wiring of the pipeline
+//! provider → model → compile → snapshot → data plane.
+
+mod check;
+mod fallback;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Kubernetes ingress controller and API gateway.
+#[derive(Debug, Parser)]
+#[command(name = "portier", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Ingresses found in a directory of manifests, reloading on every change.
+    Serve(ServeArgs),
+    /// Validate a directory of manifests offline; exit 1 when anything is wrong.
+    Check(CheckArgs),
+}
+
+/// Which Ingresses are ours (shared by `serve` and `check`).
+#[derive(Debug, Clone, Args)]
+struct ClassArgs {
+    /// Value of the legacy `kubernetes.io/ingress.class` annotation that selects this controller.
+    #[arg(long, default_value = "portier")]
+    ingress_class: String,
+    /// `spec.controller` of the IngressClasses this controller serves.
+    #[arg(long, default_value = "portier.dev/ingress-controller")]
+    controller_name: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Directory of Kubernetes manifests (*.yaml, *.yml; searched recursively).
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// Plain HTTP listener. Port 0 picks a free port (logged).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    http_listen: SocketAddr,
+    /// HTTPS listener.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    https_listen: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /metrics, /api/v1/*.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    admin_listen: SocketAddr,
+    /// Where portier keeps state across restarts (the fallback certificate; later ACME accounts and
+    /// certificates). Without it, that state lives in memory only.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    class: ClassArgs,
+    /// Access log: `stdout`, `off`, or a file path (appended to).
+    #[arg(long, value_name = "stdout|off|PATH", default_value = "stdout")]
+    access_log: String,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_timeout: u64,
+    /// Port written into HTTP→HTTPS redirects; defaults to the HTTPS listener's port.
+    #[arg(long, value_name = "PORT")]
+    https_redirect_port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Directory of Kubernetes manifests.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    #[command(flatten)]
+    class: ClassArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = check::Format::Text)]
+    output: check::Format,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Both rustls providers can end up in one build through dependencies; pick ours explicitly so
+    // nothing panics asking which one to use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Serve(args) => match serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,223 @@
+//! Header rewriting between the client and the upstream: hop-by-hop removal (RFC 9110 §7.6.1)
+//! and the `X-Forwarded-*` family that tells the upstream who the client is.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE};
+use http::Version;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// What the upstream is told about the client connection.
+#[derive(Debug)]
+pub(crate) struct Forwarded<'a> {
+    /// The client's IP address, already a header value.
+    pub(crate) client_ip: &'a HeaderValue,
+    /// The port the client connected to.
+    pub(crate) local_port: &'a HeaderValue,
+    pub(crate) tls: bool,
+    /// The `Host` (or `:authority`) the client sent; empty when it sent none.
+    pub(crate) host: &'a HeaderValue,
+}
+
+/// Whether a request asks to switch protocols (WebSocket and friends): HTTP/1.1 with an `Upgrade`
+/// header and `upgrade` among the `Connection` options (RFC 9110 §7.8).
+pub(crate) fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11 && headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
+}
+
+/// Removes the hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`,
+/// `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Trailer`, `Proxy-Authenticate`,
+/// `Proxy-Authorization`, and `Upgrade`. With `keep_upgrade` (an upgrade request, or the 101 that
+/// answers it) `Upgrade` stays and `Connection: upgrade` is set, so the next hop switches too.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        // Collect the names first: the map cannot change while its values are borrowed. Usually
+        // the options are only `keep-alive`, `close` or `upgrade`, which allocate nothing here.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("close")
+                    || token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("upgrade")
+                {
+                    continue; // removed below, or not a header name
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION] {
+        headers.remove(name);
+    }
+    for name in [TE, TRANSFER_ENCODING, TRAILER, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION] {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Sets `X-Forwarded-For` (appending the client to a chain the client sent, as nginx's
+/// `$proxy_add_x_forwarded_for` does), `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host` and
+/// `X-Forwarded-Port`. Values the client sent for the others are replaced: they describe this hop.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    let xff = match chain(headers, fwd.client_ip) {
+        Some(v) => v,
+        None => fwd.client_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), fwd.client_ip.clone());
+    let proto = if fwd.tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if fwd.host.is_empty() {
+        headers.remove(&X_FORWARDED_HOST);
+    } else {
+        headers.insert(X_FORWARDED_HOST.clone(), fwd.host.clone());
+    }
+    headers.insert(X_FORWARDED_PORT.clone(), fwd.local_port.clone());
+}
+
+/// The existing `X-Forwarded-For` values (several header lines join with ", ") followed by the
+/// client; `None` when there is none, or when the result would not be a valid header value.
+fn chain(headers: &HeaderMap, client_ip: &HeaderValue) -> Option<HeaderValue> {
+    let mut values = headers.get_all(&X_FORWARDED_FOR).iter().filter(|v| !v.is_empty()).peekable();
+    values.peek()?;
+    let mut out = Vec::with_capacity(64);
+    for v in values {
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(client_ip.as_bytes());
+    HeaderValue::from_bytes(&out).ok()
+}
+
+fn connection_has(headers: &HeaderMap, option: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(option))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<String> {
+        let mut v: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn strips_hop_by_hop_headers() {
+        let cases: [(&str, &[(&str, &str)], bool, &[&str]); 5] = [
+            (
+                "fixed list",
+                &[
+                    ("keep-alive", "timeout=5"),
+                    ("proxy-connection", "keep-alive"),
+                    ("te", "trailers"),
+                    ("transfer-encoding", "chunked"),
+                    ("trailer", "x-sum"),
+                    ("proxy-authenticate", "Basic"),
+                    ("proxy-authorization", "Basic eA=="),
+                    ("upgrade", "websocket"),
+                    ("accept", "*/*"),
+                ],
+                false,
+                &["accept"],
+            ),
+            (
+                "named by connection, over several lines",
+                &[("connection", "keep-alive, X-Hop"), ("connection", "x-other"), ("x-hop", "1"), ("x-other", "2"), ("x-end", "3")],
+                false,
+                &["x-end"],
+            ),
+            (
+                "upgrade kept on upgrade",
+                &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")],
+                true,
+                &["connection", "sec-websocket-key", "upgrade"],
+            ),
+            ("invalid token ignored", &[("connection", "bad name, x-a"), ("x-a", "1"), ("x-b", "2")], false, &["x-b"]),
+            ("nothing to do", &[("x-b", "2")], false, &["x-b"]),
+        ];
+        for (name, input, keep_upgrade, want) in cases {
+            let mut h = map(input);
+            strip_hop_by_hop(&mut h, keep_upgrade);
+            assert_eq!(names(&h), want, "{name}");
+            if keep_upgrade {
+                assert_eq!(h[CONNECTION], "upgrade", "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn detects_upgrade_requests() {
+        let cases = [
+            (Version::HTTP_11, &[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")][..], true),
+            (Version::HTTP_11, &[("upgrade", "websocket")][..], false),
+            (Version::HTTP_11, &[("connection", "upgrade")][..], false),
+            (Version::HTTP_10, &[("connection", "upgrade"), ("upgrade", "websocket")][..], false),
+            (Version::HTTP_2, &[("connection", "upgrade"), ("upgrade", "websocket")][..], false),
+        ];
+        for (i, (version, headers, want)) in cases.into_iter().enumerate() {
+            assert_eq!(is_upgrade_request(version, &map(headers)), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn sets_forwarded_headers() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let port = HeaderValue::from_static("8443");
+        let cases: [(&[(&str, &str)], &str, bool, &str, Option<&str>); 4] = [
+            (&[], "shop.example", true, "10.0.0.9", Some("shop.example")),
+            (&[("x-forwarded-for", "1.1.1.1")], "shop.example:8080", false, "1.1.1.1, 10.0.0.9", Some("shop.example:8080")),
+            (
+                &[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-host", "evil")],
+                "",
+                false,
+                "1.1.1.1, 2.2.2.2, 10.0.0.9",
+                None,
+            ),
+            (&[("x-forwarded-proto", "https"), ("x-real-ip", "6.6.6.6")], "a", false, "10.0.0.9", Some("a")),
+        ];
+        for (i, (input, host, tls, want_xff, want_host)) in cases.into_iter().enumerate() {
+            let mut h = map(input);
+            let host = HeaderValue::from_str(host).unwrap();
+            add_forwarded(&mut h, &Forwarded { client_ip: &ip, local_port: &port, tls, host: &host });
+            assert_eq!(h["x-forwarded-for"], want_xff, "case {i}");
+            assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1, "case {i}");
+            assert_eq!(h["x-real-ip"], "10.0.0.9", "case {i}");
+            assert_eq!(h["x-forwarded-proto"], if tls { "https" } else { "http" }, "case {i}");
+            assert_eq!(h["x-forwarded-port"], "8443", "case {i}");
+            assert_eq!(h.get("x-forwarded-host").map(|v| v.to_str().unwrap()), want_host, "case {i}");
+        }
+    }
+}

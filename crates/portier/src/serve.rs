@@ -1,0 +1,239 @@
+//! `portier serve`: wiring of the pipeline and the process lifecycle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use portier_compile::{compile, Compiled, Options};
+use portier_core::Severity;
+use portier_dataplane::{Dataplane, DataplaneConfig};
+use portier_model::{ModelStore, ProviderId};
+use portier_provider_files::FileProvider;
+use portier_snapshot::{RouteTable, Snapshot, SnapshotCell, TlsStore};
+use portier_telemetry::{AccessLog, AccessLogTarget, Metrics};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{fallback, ServeArgs};
+
+const FILES: ProviderId = ProviderId("files");
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    portier_telemetry::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("portier")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        config,
+        http_listen,
+        https_listen,
+        admin_listen,
+        state_dir,
+        class,
+        access_log,
+        drain_timeout,
+        https_redirect_port,
+    } = args;
+
+    let fallback_cert = match &state_dir {
+        Some(dir) => fallback::load_or_create(dir)?,
+        None => fallback::generate()?,
+    };
+    let opts = Options {
+        ingress_class: class.ingress_class,
+        controller_name: class.controller_name,
+        fallback_cert: fallback_cert.clone(),
+    };
+    let access_target: AccessLogTarget = access_log
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--access-log {access_log:?}: {e}"))?;
+
+    // Read and compile the configuration before binding anything, so a process that listens is a
+    // process that routes.
+    let mut provider = FileProvider::new(&config);
+    let mut store = ModelStore::new();
+    let first = provider
+        .scan()
+        .with_context(|| format!("reading configuration directory {}", config.display()))?;
+    store.apply(FILES, first);
+    let compiled = compile(&store.model(), &opts);
+    log_diagnostics(&compiled);
+
+    let metrics = Arc::new(Metrics::new());
+    let empty = Snapshot::new(
+        RouteTable::default(),
+        TlsStore::builder(fallback_cert).build(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let cell = Arc::new(SnapshotCell::new(empty));
+    let ok = !compiled.has_errors();
+    let generation = cell.publish(compiled.snapshot);
+    metrics.reload(ok, generation);
+    tracing::info!(generation, objects = store.model().len(), "configuration loaded");
+
+    let http = bind(http_listen, "http").await?;
+    let https = bind(https_listen, "https").await?;
+    let admin = bind(admin_listen, "admin").await?;
+    let redirect_port = match https_redirect_port {
+        Some(p) => p,
+        None => https.local_addr().map(|a| a.port()).unwrap_or(443),
+    };
+
+    let access = AccessLog::start(access_target).context("opening the access log")?;
+    let shutdown = CancellationToken::new();
+
+    let metrics_text = {
+        let m = metrics.clone();
+        Arc::new(move || m.encode()) as portier_admin::MetricsText
+    };
+    let admin_task = tokio::spawn(portier_admin::Admin::new(cell.clone(), metrics_text).run(admin, shutdown.clone()));
+
+    let dataplane = Dataplane::new(
+        cell.clone(),
+        metrics.clone(),
+        access.clone(),
+        DataplaneConfig {
+            https_redirect_port: redirect_port,
+            drain_timeout: Duration::from_secs(drain_timeout),
+            ..DataplaneConfig::default()
+        },
+    );
+    let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));
+
+    let reload_task = tokio::spawn(reload_loop(config.clone(), provider, store, opts, cell.clone(), metrics.clone(), shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!(drain_timeout_s = drain_timeout, "shutting down: no new connections, draining requests");
+    shutdown.cancel();
+    let _ = dataplane_task.await;
+    reload_task.abort();
+    let _ = admin_task.await;
+    access.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn reload_loop(
+    dir: std::path::PathBuf,
+    mut provider: FileProvider,
+    mut store: ModelStore,
+    opts: Options,
+    cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut watcher = match portier_provider_files::watch(&dir) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the configuration directory; changes will not be picked up until restart");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = watcher.changed() => {}
+        }
+        // Parsing and compiling are CPU work; keep them off the threads that serve requests.
+        let scanned = {
+            let dir = dir.clone();
+            let started = std::time::Instant::now();
+            let mut p = std::mem::replace(&mut provider, FileProvider::new(&dir));
+            let (p, result) = match tokio::task::spawn_blocking(move || {
+                let r = p.scan();
+                (p, r)
+            })
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration scan task failed");
+                    continue;
+                }
+            };
+            provider = p;
+            (result, started)
+        };
+        let (result, started) = scanned;
+        let change = match result {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; the previous configuration keeps serving");
+                metrics.reload(false, cell.load().generation());
+                continue;
+            }
+        };
+        store.apply(FILES, change);
+        let model = store.model();
+        let opts2 = opts.clone();
+        let compiled = match tokio::task::spawn_blocking(move || compile(&model, &opts2)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "compile task failed; the previous configuration keeps serving");
+                metrics.reload(false, cell.load().generation());
+                continue;
+            }
+        };
+        if cell.load().same_content(&compiled.snapshot) {
+            tracing::debug!("configuration unchanged");
+            continue;
+        }
+        log_diagnostics(&compiled);
+        let ok = !compiled.has_errors();
+        let routes = compiled.snapshot.routes().len();
+        let generation = cell.publish(compiled.snapshot);
+        metrics.reload(ok, generation);
+        tracing::info!(generation, routes, elapsed_ms = started.elapsed().as_millis() as u64, "configuration reloaded");
+    }
+}
+
+fn log_diagnostics(compiled: &Compiled) {
+    for d in &compiled.diagnostics {
+        let object = d.object.as_ref().map(ToString::to_string).unwrap_or_default();
+        let field = d.field.as_ref().map(ToString::to_string).unwrap_or_default();
+        let at = d.span.as_ref().map(ToString::to_string).unwrap_or_default();
+        let help = d.help.as_deref().unwrap_or("");
+        match d.severity {
+            Severity::Error => tracing::error!(object, field, at, help, "{}", d.message),
+            Severity::Warning => tracing::warn!(object, field, at, help, "{}", d.message),
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, name: &'static str) -> anyhow::Result<TcpListener> {
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {name} listener to {addr}: is another process using it? choose another with --{name}-listen"))?;
+    let local = l.local_addr().with_context(|| format!("reading the {name} listener address"))?;
+    tracing::info!(listener = name, addr = %local, "listening");
+    Ok(l)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,147 @@
+//! One file's text → typed resources, each with a span map, and diagnostics for what was left out.
+
+use std::sync::Arc;
+
+use portier_core::{Diagnostic, FieldPath, Kind, ObjectRef, Span};
+use portier_model::{Object, Origin, Resource, SpanMap};
+use serde_json::Value;
+
+use crate::yaml::{self, Document, Pos, Problem};
+use crate::Parsed;
+
+/// The apiVersion portier reads for each kind, to tell a wrong version from an unknown kind.
+const API_VERSIONS: [(Kind, &str); 8] = [
+    (Kind::Ingress, "networking.k8s.io/v1"),
+    (Kind::IngressClass, "networking.k8s.io/v1"),
+    (Kind::Service, "v1"),
+    (Kind::EndpointSlice, "discovery.k8s.io/v1"),
+    (Kind::Endpoints, "v1"),
+    (Kind::Secret, "v1"),
+    (Kind::ConfigMap, "v1"),
+    (Kind::StaticResponse, "portier.dev/v1alpha1"),
+];
+
+/// Parses a file. `Err` means the YAML itself is broken (syntax, limits): nothing in the file can
+/// be trusted, and the caller decides whether older objects stay.
+pub(crate) fn parse_file(file: &Arc<str>, text: &str) -> Result<Parsed, Diagnostic> {
+    let docs = yaml::load(text).map_err(|p| problem(file, p))?;
+    let mut parsed = Parsed::default();
+    for doc in docs {
+        match document(file, doc) {
+            Ok(Some(resource)) => parsed.resources.push(resource),
+            Ok(None) => {}
+            Err(d) => parsed.diagnostics.push(d),
+        }
+    }
+    Ok(parsed)
+}
+
+/// One document → a resource, nothing (empty document, a kind portier does not read), or why not.
+fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Diagnostic> {
+    if let Some(p) = doc.problem {
+        return Err(problem(file, p));
+    }
+    let mut spans = SpanMap::new(file.clone(), doc.start.line, doc.start.col);
+    for (path, at) in doc.spans {
+        spans.insert(path, at.line, at.col);
+    }
+    let at = |path: &str| Some(spans.lookup(path));
+    let value = doc.value;
+    let fields = match &value {
+        // A trailing `---` or a file of comments: nothing to read.
+        Value::Null => return Ok(None),
+        Value::Object(fields) => fields,
+        _ => {
+            return Err(Diagnostic::error("document is not a mapping")
+                .span(at(""))
+                .help("each YAML document must be one Kubernetes object with apiVersion, kind and metadata"))
+        }
+    };
+    let api_version = required_string(fields, "apiVersion", &spans)?;
+    let kind_name = required_string(fields, "kind", &spans)?;
+    let meta = |field: &str| value.get("metadata").and_then(|m| m.get(field));
+
+    let Some(kind) = Object::kind_of(api_version, kind_name) else {
+        if let Some((kind, want)) = API_VERSIONS.iter().find(|(k, _)| k.as_str() == kind_name) {
+            let d = Diagnostic::error(format!("apiVersion {api_version} of {kind} is not supported"))
+                .field(FieldPath::new("apiVersion"))
+                .span(at("apiVersion"))
+                .help(format!("use apiVersion {want}"));
+            let name = meta("name").and_then(Value::as_str);
+            let namespace = meta("namespace").and_then(Value::as_str);
+            return Err(match name {
+                Some(name) => d.object(object_ref(*kind, namespace, name)),
+                None => d,
+            });
+        }
+        tracing::debug!(file = %file, api_version, kind = kind_name, "skipping an object of a kind portier does not read");
+        return Ok(None);
+    };
+
+    let id = match meta("name") {
+        Some(Value::String(name)) if !name.is_empty() => {
+            Some(object_ref(kind, meta("namespace").and_then(Value::as_str), name))
+        }
+        None | Some(Value::Null | Value::String(_)) => {
+            return Err(Diagnostic::error(format!("{kind} has no name"))
+                .field(FieldPath::new("metadata.name"))
+                .span(at("metadata.name"))
+                .help("set metadata.name"))
+        }
+        // Present but not a string: the typed decode below names the wrong type.
+        Some(_) => None,
+    };
+
+    match Object::from_json(kind, value) {
+        Ok(object) => Ok(Some(Resource::new(object, Origin::file(spans)))),
+        Err(e) => {
+            let d = Diagnostic::error(e.message)
+                .span(at(e.field.as_str()))
+                .field(e.field);
+            Err(match id {
+                Some(id) => d.object(id),
+                None => d,
+            })
+        }
+    }
+}
+
+fn required_string<'v>(
+    fields: &'v serde_json::Map<String, Value>,
+    field: &str,
+    spans: &SpanMap,
+) -> Result<&'v str, Diagnostic> {
+    match fields.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None | Some(Value::Null) => Err(Diagnostic::error(format!("document has no {field}"))
+            .field(FieldPath::new(field))
+            .span(Some(spans.lookup(field)))
+            .help(format!("set {field}; portier reads Ingress, IngressClass, Service, EndpointSlice, Endpoints, Secret, ConfigMap and StaticResponse"))),
+        Some(other) => Err(Diagnostic::error(format!("{field} must be a non-empty string, not {other}"))
+            .field(FieldPath::new(field))
+            .span(Some(spans.lookup(field)))
+            .help(format!("quote the {field} value"))),
+    }
+}
+
+/// The reference `Resource::new` would build, for diagnostics about objects that failed to decode.
+fn object_ref(kind: Kind, namespace: Option<&str>, name: &str) -> ObjectRef {
+    let namespace = kind.is_namespaced().then(|| namespace.unwrap_or("default"));
+    ObjectRef::new(kind, namespace, name)
+}
+
+fn problem(file: &Arc<str>, p: Problem) -> Diagnostic {
+    let d = Diagnostic::error(p.message).span(Some(span(file, p.pos)));
+    match p.help {
+        Some(help) => d.help(help),
+        None => d,
+    }
+}
+
+pub(crate) fn span(file: &Arc<str>, at: Pos) -> Span {
+    Span {
+        file: file.clone(),
+        line: at.line,
+        col: at.col,
+    }
+}

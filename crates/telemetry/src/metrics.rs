@@ -1,0 +1,274 @@
+//! The Prometheus registry of the process and the families the data plane and the control plane
+//! update. Recording is lock-free apart from the read lock of a label family, and takes no
+//! allocation when the caller passes shared label strings ([`Metrics::request_shared`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+
+/// The metrics of one process, all under the `portier_` prefix. Share it as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<IngressLabels, Histogram, fn() -> Histogram>,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_ok: Gauge,
+    generation: Gauge,
+    last_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    connections: Family<ListenerLabels, Gauge>,
+    /// The label value for requests that matched no route, shared so recording them allocates nothing.
+    empty: Arc<str>,
+}
+
+/// The open-connection gauge of one listener. Take it once per listener, then call
+/// [`open`](Self::open) per accepted connection: no label lookup per connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionGauge {
+    gauge: Gauge,
+}
+
+/// Counts one open connection until dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    gauge: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    ingress: Arc<str>,
+    service: Arc<str>,
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngressLabels {
+    ingress: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: Arc<str>,
+}
+
+/// Request duration buckets, 1 ms to 10 s: below 1 ms is the gateway's own overhead, above 10 s
+/// is a stuck upstream rather than a latency.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// A registry with every family of portier registered and no samples yet.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portier");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: Family<IngressLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let last_reload_ok = Gauge::default();
+        let generation = Gauge::default();
+        let last_reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let connections = Family::<ListenerLabels, Gauge>::default();
+
+        // Counters get their `_total` suffix from the encoder (OpenMetrics naming).
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by Ingress, backend service and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request headers to the end of the response body, by Ingress",
+            durations.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result (success or failure)",
+            reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or failed (0)",
+            last_reload_ok.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "Generation of the configuration snapshot now serving",
+            generation.clone(),
+        );
+        registry.register(
+            "config_last_reload_timestamp_seconds",
+            "Unix time of the last configuration reload attempt",
+            last_reload_time.clone(),
+        );
+        registry.register(
+            "http_connections_active",
+            "Open client connections, by listener",
+            connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+            reloads,
+            last_reload_ok,
+            generation,
+            last_reload_time,
+            connections,
+            empty: Arc::from(""),
+        }
+    }
+
+    /// Registers a family owned by another crate, under the `portier_` prefix. Call it before the
+    /// registry is shared.
+    pub fn register(&mut self, name: &str, help: &str, metric: impl Metric) {
+        self.registry.register(name, help, metric);
+    }
+
+    /// Records one answered request. `ingress` and `service` are empty when no route matched.
+    /// Allocates the label strings; the data plane uses [`request_shared`](Self::request_shared).
+    pub fn request(&self, ingress: &str, service: &str, code: u16, duration: Duration) {
+        let ingress = self.shared(ingress);
+        let service = self.shared(service);
+        self.request_shared(&ingress, &service, code, duration);
+    }
+
+    /// Records one answered request with label strings the caller already shares (the route's
+    /// `ingress` and `backend`): costs reference-count updates, no allocation once the series exists.
+    pub fn request_shared(&self, ingress: &Arc<str>, service: &Arc<str>, code: u16, duration: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                ingress: ingress.clone(),
+                service: service.clone(),
+                code,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&IngressLabels {
+                ingress: ingress.clone(),
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// The shared empty label value, for requests without a route.
+    pub fn no_label(&self) -> &Arc<str> {
+        &self.empty
+    }
+
+    /// Records a configuration reload attempt; `generation` is the snapshot generation serving after it.
+    pub fn reload(&self, success: bool, generation: u64) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        self.last_reload_ok.set(i64::from(success));
+        self.generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.last_reload_time.set(now);
+    }
+
+    /// The open-connection gauge of `listener` (e.g. `http`, `https`).
+    pub fn connections(&self, listener: &str) -> ConnectionGauge {
+        ConnectionGauge {
+            gauge: self.connections.get_or_create_owned(&ListenerLabels {
+                listener: Arc::from(listener),
+            }),
+        }
+    }
+
+    /// Every family in the Prometheus/OpenMetrics text format, as `/metrics` serves it.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail; an encoder error would only come from a label value
+        // that fails to format, and then the scrape returns what was written so far.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    fn shared(&self, s: &str) -> Arc<str> {
+        if s.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::from(s)
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+// === impl ConnectionGauge ===
+
+impl ConnectionGauge {
+    /// Counts a new connection until the guard is dropped.
+    pub fn open(&self) -> ConnectionGuard {
+        self.gauge.inc();
+        ConnectionGuard {
+            gauge: self.gauge.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_family_with_prefix_and_labels() {
+        let m = Metrics::new();
+        m.request("shop/web", "shop/web:80", 200, Duration::from_millis(3));
+        m.request("", "", 404, Duration::from_micros(200));
+        m.reload(true, 7);
+        let conns = m.connections("http");
+        let guard = conns.open();
+        let text = m.encode();
+        let want = [
+            r#"portier_http_requests_total{ingress="shop/web",service="shop/web:80",code="200"} 1"#,
+            r#"portier_http_requests_total{ingress="",service="",code="404"} 1"#,
+            r#"portier_http_request_duration_seconds_bucket{le="0.005",ingress="shop/web"} 1"#,
+            r#"portier_config_reloads_total{result="success"} 1"#,
+            "portier_config_last_reload_successful 1",
+            "portier_config_generation 7",
+            "portier_config_last_reload_timestamp_seconds ",
+            r#"portier_http_connections_active{listener="http"} 1"#,
+        ];
+        for line in want {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        drop(guard);
+        assert!(m.encode().contains(r#"portier_http_connections_active{listener="http"} 0"#));
+        m.reload(false, 7);
+        let text = m.encode();
+        assert!(text.contains("portier_config_last_reload_successful 0"), "{text}");
+        assert!(text.contains(r#"portier_config_reloads_total{result="failure"} 1"#), "{text}");
+    }
+}

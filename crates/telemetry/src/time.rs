@@ -1,0 +1,63 @@
+//! RFC 3339 timestamps without a calendar crate: access logs need only UTC with milliseconds.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Times before 1970 print as the epoch: the
+/// clock of a serving process is never there, and a log line must not fail over it.
+pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+// Howard Hinnant's `civil_from_days` (http://howardhinnant.github.io/date_algorithms.html), for
+// non-negative day counts only, which is all `rfc3339_millis` passes.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_known_instants() {
+        let cases = [
+            (0u64, 0u32, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.005Z"), // leap day of a /400 year
+            (1_709_251_199, 999, "2024-02-29T23:59:59.999Z"),
+            (1_735_689_600, 120, "2025-01-01T00:00:00.120Z"),
+            (4_107_542_400, 0, "2100-03-01T00:00:00.000Z"), // 2100 is not a leap year
+        ];
+        for (secs, millis, want) in cases {
+            let t = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(u64::from(millis));
+            assert_eq!(rfc3339_millis(t), want, "{secs}s + {millis}ms");
+        }
+    }
+
+    #[test]
+    fn before_epoch_prints_epoch() {
+        let t = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(rfc3339_millis(t), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,9 @@
+//! Any text given to the manifest parser ends in objects and diagnostics, never a panic, a hang
+//! or an exhausted stack (STYLE.md §6, §12).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|s: &str| {
+    let _ = portier_provider_files::parse_manifests("fuzz.yaml", s);
+});
