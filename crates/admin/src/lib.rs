@@ -108,22 +108,15 @@ pub fn routes_view(snap: &Snapshot) -> RoutesResponse {
                 Action::Proxy(id) => (
                     "proxy",
                     snap.cluster(*id)
-                        .endpoints
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
+                        .map(|c| c.endpoints.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
                     None,
                 ),
                 Action::Static(_) => ("static", Vec::new(), None),
-                Action::Unavailable { reason } => {
-                    ("unavailable", Vec::new(), Some(reason.to_string()))
-                }
+                Action::Unavailable { reason } => ("unavailable", Vec::new(), Some(reason.to_string())),
             };
             RouteView {
-                host: r
-                    .host
-                    .as_ref()
-                    .map_or_else(|| "*".to_owned(), ToString::to_string),
+                host: r.host.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string),
                 path: r.path.as_str().to_owned(),
                 path_type: r.path_type.as_str().to_owned(),
                 default_backend: is_default,
@@ -146,14 +139,8 @@ pub fn diagnostics_view(snap: &Snapshot) -> DiagnosticsResponse {
     let diagnostics = snap.diagnostics().to_vec();
     DiagnosticsResponse {
         generation: snap.generation(),
-        errors: diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count(),
-        warnings: diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
-            .count(),
+        errors: diagnostics.iter().filter(|d| d.severity == Severity::Error).count(),
+        warnings: diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
         diagnostics,
     }
 }
@@ -189,9 +176,6 @@ fn json<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
             );
             r
         }
-        Err(_) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot encode response\n",
-        ),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode response\n"),
     }
 }

@@ -102,10 +102,13 @@ pub(crate) fn cert_covers(cert_names: &[String], host: &str) -> bool {
     })
 }
 
+/// A loaded TLS Secret: the certificate to serve and what it covers.
+pub(crate) type LoadedCert = (CertEntry, Arc<CertInfo>);
+
 /// Each Secret is parsed once per compile, however many Ingresses name it.
 #[derive(Default)]
 pub(crate) struct SecretCache {
-    loaded: HashMap<(String, String), Result<(CertEntry, Arc<CertInfo>), TlsError>>,
+    loaded: HashMap<(String, String), Result<LoadedCert, TlsError>>,
 }
 
 impl SecretCache {

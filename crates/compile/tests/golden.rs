@@ -69,7 +69,7 @@ fn render(snap: &Snapshot) -> String {
         };
         let action = match &r.action {
             Action::Proxy(id) => {
-                let c = snap.cluster(*id);
+                let c = snap.cluster(*id).expect("compile hands out ids into its own snapshot");
                 let eps: Vec<String> = c.endpoints.iter().map(ToString::to_string).collect();
                 format!("proxy {} [{}]", c.name, eps.join(", "))
             }

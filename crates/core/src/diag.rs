@@ -250,8 +250,7 @@ impl Diagnostics {
     /// visited things in.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.list.sort_by(|a, b| {
-            (&a.span, &a.object, &a.field, &a.message)
-                .cmp(&(&b.span, &b.object, &b.field, &b.message))
+            (&a.span, &a.object, &a.field, &a.message).cmp(&(&b.span, &b.object, &b.field, &b.message))
         });
         self.list.dedup();
         self.list

@@ -1,8 +1,10 @@
 //! Header rewriting between the client and the upstream: hop-by-hop removal (RFC 9110 §7.6.1)
 //! and the `X-Forwarded-*` family that tells the upstream who the client is.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::Version;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -96,7 +98,11 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
 /// The existing `X-Forwarded-For` values (several header lines join with ", ") followed by the
 /// client; `None` when there is none, or when the result would not be a valid header value.
 fn chain(headers: &HeaderMap, client_ip: &HeaderValue) -> Option<HeaderValue> {
-    let mut values = headers.get_all(&X_FORWARDED_FOR).iter().filter(|v| !v.is_empty()).peekable();
+    let mut values = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter(|v| !v.is_empty())
+        .peekable();
     values.peek()?;
     let mut out = Vec::with_capacity(64);
     for v in values {
@@ -120,10 +126,15 @@ fn connection_has(headers: &HeaderMap, option: &str) -> bool {
 mod tests {
     use super::*;
 
+    type Pairs = &'static [(&'static str, &'static str)];
+
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -136,7 +147,7 @@ mod tests {
 
     #[test]
     fn strips_hop_by_hop_headers() {
-        let cases: [(&str, &[(&str, &str)], bool, &[&str]); 5] = [
+        let cases: [(&str, Pairs, bool, &[&str]); 5] = [
             (
                 "fixed list",
                 &[
@@ -155,17 +166,32 @@ mod tests {
             ),
             (
                 "named by connection, over several lines",
-                &[("connection", "keep-alive, X-Hop"), ("connection", "x-other"), ("x-hop", "1"), ("x-other", "2"), ("x-end", "3")],
+                &[
+                    ("connection", "keep-alive, X-Hop"),
+                    ("connection", "x-other"),
+                    ("x-hop", "1"),
+                    ("x-other", "2"),
+                    ("x-end", "3"),
+                ],
                 false,
                 &["x-end"],
             ),
             (
                 "upgrade kept on upgrade",
-                &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")],
+                &[
+                    ("connection", "Upgrade"),
+                    ("upgrade", "websocket"),
+                    ("sec-websocket-key", "k"),
+                ],
                 true,
                 &["connection", "sec-websocket-key", "upgrade"],
             ),
-            ("invalid token ignored", &[("connection", "bad name, x-a"), ("x-a", "1"), ("x-b", "2")], false, &["x-b"]),
+            (
+                "invalid token ignored",
+                &[("connection", "bad name, x-a"), ("x-a", "1"), ("x-b", "2")],
+                false,
+                &["x-b"],
+            ),
             ("nothing to do", &[("x-b", "2")], false, &["x-b"]),
         ];
         for (name, input, keep_upgrade, want) in cases {
@@ -181,11 +207,23 @@ mod tests {
     #[test]
     fn detects_upgrade_requests() {
         let cases = [
-            (Version::HTTP_11, &[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")][..], true),
+            (
+                Version::HTTP_11,
+                &[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")][..],
+                true,
+            ),
             (Version::HTTP_11, &[("upgrade", "websocket")][..], false),
             (Version::HTTP_11, &[("connection", "upgrade")][..], false),
-            (Version::HTTP_10, &[("connection", "upgrade"), ("upgrade", "websocket")][..], false),
-            (Version::HTTP_2, &[("connection", "upgrade"), ("upgrade", "websocket")][..], false),
+            (
+                Version::HTTP_10,
+                &[("connection", "upgrade"), ("upgrade", "websocket")][..],
+                false,
+            ),
+            (
+                Version::HTTP_2,
+                &[("connection", "upgrade"), ("upgrade", "websocket")][..],
+                false,
+            ),
         ];
         for (i, (version, headers, want)) in cases.into_iter().enumerate() {
             assert_eq!(is_upgrade_request(version, &map(headers)), want, "case {i}");
@@ -196,28 +234,56 @@ mod tests {
     fn sets_forwarded_headers() {
         let ip = HeaderValue::from_static("10.0.0.9");
         let port = HeaderValue::from_static("8443");
-        let cases: [(&[(&str, &str)], &str, bool, &str, Option<&str>); 4] = [
+        let cases: [(Pairs, &str, bool, &str, Option<&str>); 4] = [
             (&[], "shop.example", true, "10.0.0.9", Some("shop.example")),
-            (&[("x-forwarded-for", "1.1.1.1")], "shop.example:8080", false, "1.1.1.1, 10.0.0.9", Some("shop.example:8080")),
             (
-                &[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-host", "evil")],
+                &[("x-forwarded-for", "1.1.1.1")],
+                "shop.example:8080",
+                false,
+                "1.1.1.1, 10.0.0.9",
+                Some("shop.example:8080"),
+            ),
+            (
+                &[
+                    ("x-forwarded-for", "1.1.1.1"),
+                    ("x-forwarded-for", "2.2.2.2"),
+                    ("x-forwarded-host", "evil"),
+                ],
                 "",
                 false,
                 "1.1.1.1, 2.2.2.2, 10.0.0.9",
                 None,
             ),
-            (&[("x-forwarded-proto", "https"), ("x-real-ip", "6.6.6.6")], "a", false, "10.0.0.9", Some("a")),
+            (
+                &[("x-forwarded-proto", "https"), ("x-real-ip", "6.6.6.6")],
+                "a",
+                false,
+                "10.0.0.9",
+                Some("a"),
+            ),
         ];
         for (i, (input, host, tls, want_xff, want_host)) in cases.into_iter().enumerate() {
             let mut h = map(input);
             let host = HeaderValue::from_str(host).unwrap();
-            add_forwarded(&mut h, &Forwarded { client_ip: &ip, local_port: &port, tls, host: &host });
+            add_forwarded(
+                &mut h,
+                &Forwarded {
+                    client_ip: &ip,
+                    local_port: &port,
+                    tls,
+                    host: &host,
+                },
+            );
             assert_eq!(h["x-forwarded-for"], want_xff, "case {i}");
             assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1, "case {i}");
             assert_eq!(h["x-real-ip"], "10.0.0.9", "case {i}");
             assert_eq!(h["x-forwarded-proto"], if tls { "https" } else { "http" }, "case {i}");
             assert_eq!(h["x-forwarded-port"], "8443", "case {i}");
-            assert_eq!(h.get("x-forwarded-host").map(|v| v.to_str().unwrap()), want_host, "case {i}");
+            assert_eq!(
+                h.get("x-forwarded-host").map(|v| v.to_str().unwrap()),
+                want_host,
+                "case {i}"
+            );
         }
     }
 }

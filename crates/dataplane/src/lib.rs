@@ -5,6 +5,8 @@
 //! keep-alive connection or an HTTP/2 stream sees a newer snapshot at its next request, and a TLS
 //! handshake picks the certificate from the snapshot live at that moment.
 
+// Tests may unwrap: a panic there is a failed assertion, not a crash on input (STYLE.md §6).
+
 mod body;
 mod error;
 mod headers;

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use portier_snapshot::{normalize_host, Action, Route, StaticReply};
 use portier_telemetry::AccessRecord;
-use tracing::{debug, warn};
+use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::body::{Finish, Observed, RequestBody, ResponseBody};
 use crate::error::{ErrorKind, GatewayError, Side};
@@ -51,8 +51,14 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
     };
     let received = record.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let mut ex = Exchange::default();
+    // Debug level: with the default `info` filter the span is never built on the hot path.
+    let span = debug_span!("req", http.method = %req.method(), http.path = req.uri().path());
     let result = match host {
-        Ok(host) => route(&conn, req, host, &mut ex, received.clone()).await,
+        Ok(host) => {
+            route(&conn, req, host, &mut ex, received.clone())
+                .instrument(span)
+                .await
+        }
         Err(e) => Err(e),
     };
     let (resp, error) = match result {
@@ -87,13 +93,19 @@ async fn route(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     if req.method() == Method::CONNECT {
         // An ingress is not a forward proxy: tunnelling to arbitrary authorities is refused.
-        return Err(GatewayError::new(ErrorKind::MethodNotAllowed, "CONNECT is not supported"));
+        return Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            "CONNECT is not supported",
+        ));
     }
     // The one snapshot load of this request; it stays alive until the response headers are out.
     let snap = conn.shared.cell.load();
     let name = normalize_host(host.raw.to_str().unwrap_or_default());
     let Some(route) = snap.routes().find(&name, req.uri().path()) else {
-        return Err(GatewayError::new(ErrorKind::NoRoute, "no route matches this host and path"));
+        return Err(GatewayError::new(
+            ErrorKind::NoRoute,
+            "no route matches this host and path",
+        ));
     };
     ex.route = Some(route.clone());
     // Without a host there is nothing to redirect to; serve the route as it is.
@@ -136,7 +148,11 @@ async fn proxy(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     let upgrade = headers::is_upgrade_request(parts.version, &parts.headers);
-    let client_upgrade = if upgrade { parts.extensions.remove::<OnUpgrade>() } else { None };
+    let client_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
 
     let mut hdrs = std::mem::take(&mut parts.headers);
     headers::strip_hop_by_hop(&mut hdrs, upgrade);
@@ -203,7 +219,10 @@ fn request_host<B>(req: &Request<B>) -> Result<RequestHost, GatewayError> {
         return Err(GatewayError::new(ErrorKind::BadRequest, "more than one Host header"));
     }
     if req.version() == Version::HTTP_11 && header.is_none() {
-        return Err(GatewayError::new(ErrorKind::BadRequest, "an HTTP/1.1 request needs a Host header"));
+        return Err(GatewayError::new(
+            ErrorKind::BadRequest,
+            "an HTTP/1.1 request needs a Host header",
+        ));
     }
     if let Some(authority) = req.uri().authority() {
         // Userinfo (`user@host`) is deprecated in http(s) URIs (RFC 9110 §4.2.4) and not part of the host.
@@ -286,15 +305,22 @@ fn classify(e: &hyper_util::client::legacy::Error, cluster: &str) -> GatewayErro
     debug!(error = ?e, backend = cluster, "upstream request failed");
     if e.is_connect() {
         return if timed_out {
-            GatewayError::new(ErrorKind::UpstreamConnectTimeout, format!("connecting to backend {cluster} timed out"))
+            GatewayError::new(
+                ErrorKind::UpstreamConnectTimeout,
+                format!("connecting to backend {cluster} timed out"),
+            )
         } else {
-            GatewayError::new(ErrorKind::UpstreamConnect, format!("cannot connect to backend {cluster}"))
+            GatewayError::new(
+                ErrorKind::UpstreamConnect,
+                format!("cannot connect to backend {cluster}"),
+            )
         };
     }
     match hyper_err {
-        Some(h) if h.is_parse() || h.is_parse_status() => {
-            GatewayError::new(ErrorKind::UpstreamProtocol, format!("backend {cluster} sent an invalid response"))
-        }
+        Some(h) if h.is_parse() || h.is_parse_status() => GatewayError::new(
+            ErrorKind::UpstreamProtocol,
+            format!("backend {cluster} sent an invalid response"),
+        ),
         // The client's request body failed while being forwarded: the client went away or broke
         // the framing, so it is the client's error, not the backend's.
         Some(h) if h.is_user() || h.is_body_write_aborted() => {
@@ -342,7 +368,11 @@ fn access_record<B>(conn: &Conn, req: &Request<B>, host: Option<&RequestHost>) -
         bytes_sent: 0,
         bytes_received: 0,
         tls: conn.tls,
-        user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(Into::into),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into),
         error: None,
     }
 }
@@ -354,12 +384,25 @@ mod tests {
     #[test]
     fn host_comes_from_authority_or_header() {
         // (version, uri, host headers, want host or None for 400, from_uri)
-        let cases: [(Version, &str, &[&str], Option<&str>, bool); 7] = [
+        type Case = (
+            Version,
+            &'static str,
+            &'static [&'static str],
+            Option<&'static str>,
+            bool,
+        );
+        let cases: [Case; 7] = [
             (Version::HTTP_11, "/a", &["shop.example"], Some("shop.example"), false),
             (Version::HTTP_11, "/a", &[], None, false),
             (Version::HTTP_11, "/a", &["a", "b"], None, false),
             (Version::HTTP_10, "/a", &[], Some(""), false),
-            (Version::HTTP_11, "http://abs.example:8080/a", &["other"], Some("abs.example:8080"), true),
+            (
+                Version::HTTP_11,
+                "http://abs.example:8080/a",
+                &["other"],
+                Some("abs.example:8080"),
+                true,
+            ),
             (Version::HTTP_2, "https://h2.example/a", &[], Some("h2.example"), true),
             (Version::HTTP_2, "/a", &[], Some(""), false),
         ];
@@ -383,7 +426,10 @@ mod tests {
     #[test]
     fn redirect_location_omits_443() {
         let uri: Uri = "/cart?x=1".parse().unwrap();
-        let cases = [(443, "https://shop.example/cart?x=1"), (8443, "https://shop.example:8443/cart?x=1")];
+        let cases = [
+            (443, "https://shop.example/cart?x=1"),
+            (8443, "https://shop.example:8443/cart?x=1"),
+        ];
         for (port, want) in cases {
             let resp = redirect("shop.example", &uri, port).unwrap();
             assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
@@ -407,6 +453,9 @@ mod tests {
             }
         }
         let v6: SocketAddr = "[::1]:80".parse().unwrap();
-        assert_eq!(upstream_uri(v6, &"/".parse().unwrap()).unwrap().to_string(), "http://[::1]:80/");
+        assert_eq!(
+            upstream_uri(v6, &"/".parse().unwrap()).unwrap().to_string(),
+            "http://[::1]:80/"
+        );
     }
 }

@@ -79,7 +79,12 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 // === impl Shared ===
 
 impl Shared {
-    pub(crate) fn new(cell: Arc<SnapshotCell>, metrics: Arc<Metrics>, access_log: AccessLog, cfg: DataplaneConfig) -> Self {
+    pub(crate) fn new(
+        cell: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+        cfg: DataplaneConfig,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.upstream_connect_timeout));
@@ -177,7 +182,10 @@ pub(crate) async fn run(
     // The listeners are closed now: new connections are refused while the old ones drain.
     shared.tracker.close();
     info!(connections = shared.tracker.len(), "draining connections");
-    if tokio::time::timeout(shared.cfg.drain_timeout, shared.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(shared.cfg.drain_timeout, shared.tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(
             connections = shared.tracker.len(),
             "drain deadline passed; closing the remaining connections"

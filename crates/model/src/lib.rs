@@ -28,6 +28,9 @@ pub struct Resource {
 }
 
 /// Every kind portier understands, as the Kubernetes API defines it.
+// Objects live behind `Arc<Resource>`; boxing the large variants would add an allocation per
+// object and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Object {
     Ingress(Ingress),
@@ -62,17 +65,11 @@ impl Resource {
         let kind = object.kind();
         let meta = object.meta();
         let name = meta.name.clone().unwrap_or_default();
-        let namespace = kind.is_namespaced().then(|| {
-            meta.namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned())
-        });
+        let namespace = kind
+            .is_namespaced()
+            .then(|| meta.namespace.clone().unwrap_or_else(|| "default".to_owned()));
         Self {
-            id: ObjectRef {
-                kind,
-                namespace,
-                name,
-            },
+            id: ObjectRef { kind, namespace, name },
             object,
             origin,
         }

@@ -33,15 +33,9 @@ struct ProviderSet {
 // === impl Model ===
 
 impl Model {
-    pub fn from_resources(
-        resources: impl IntoIterator<Item = Arc<Resource>>,
-        diagnostics: Vec<Diagnostic>,
-    ) -> Self {
+    pub fn from_resources(resources: impl IntoIterator<Item = Arc<Resource>>, diagnostics: Vec<Diagnostic>) -> Self {
         let objects = resources.into_iter().map(|r| (r.id.clone(), r)).collect();
-        Self {
-            objects,
-            diagnostics,
-        }
+        Self { objects, diagnostics }
     }
 
     pub fn get(&self, id: &ObjectRef) -> Option<&Arc<Resource>> {
@@ -82,10 +76,7 @@ impl ModelStore {
             Change::Delete(id) => {
                 set.objects.remove(&id);
             }
-            Change::Resync {
-                resources,
-                diagnostics,
-            } => {
+            Change::Resync { resources, diagnostics } => {
                 set.objects = resources.into_iter().map(|r| (r.id.clone(), r)).collect();
                 set.diagnostics = diagnostics;
             }
@@ -101,9 +92,6 @@ impl ModelStore {
             }
             diagnostics.extend(set.diagnostics.iter().cloned());
         }
-        Model {
-            objects,
-            diagnostics,
-        }
+        Model { objects, diagnostics }
     }
 }

@@ -24,7 +24,9 @@ pub fn load_or_create(state_dir: &Path) -> anyhow::Result<CertEntry> {
     if let (Ok(c), Ok(k)) = (std::fs::read(&cert_path), std::fs::read(&key_path)) {
         match entry(&c, &k) {
             Ok(e) => return Ok(e),
-            Err(e) => tracing::warn!(error = %e, path = %cert_path.display(), "fallback certificate unreadable, making a new one"),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %cert_path.display(), "fallback certificate unreadable, making a new one")
+            }
         }
     }
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating state directory {}", state_dir.display()))?;
@@ -62,6 +64,7 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     #[cfg(unix)]
     opts.mode(0o600);
     let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -107,10 +107,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));
 
-    let reload_task = tokio::spawn(reload_loop(config.clone(), provider, store, opts, cell.clone(), metrics.clone(), shutdown.clone()));
+    let reload_task = tokio::spawn(reload_loop(
+        config.clone(),
+        provider,
+        store,
+        opts,
+        cell.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await;
-    tracing::info!(drain_timeout_s = drain_timeout, "shutting down: no new connections, draining requests");
+    tracing::info!(
+        drain_timeout_s = drain_timeout,
+        "shutting down: no new connections, draining requests"
+    );
     shutdown.cancel();
     let _ = dataplane_task.await;
     reload_task.abort();
@@ -141,27 +152,26 @@ async fn reload_loop(
             _ = shutdown.cancelled() => return,
             _ = watcher.changed() => {}
         }
+        let started = std::time::Instant::now();
         // Parsing and compiling are CPU work; keep them off the threads that serve requests.
-        let scanned = {
-            let dir = dir.clone();
-            let started = std::time::Instant::now();
-            let mut p = std::mem::replace(&mut provider, FileProvider::new(&dir));
-            let (p, result) = match tokio::task::spawn_blocking(move || {
-                let r = p.scan();
-                (p, r)
-            })
-            .await
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(error = %e, "configuration scan task failed");
-                    continue;
-                }
-            };
-            provider = p;
-            (result, started)
+        let scan = tokio::task::spawn_blocking(move || {
+            let result = provider.scan();
+            (provider, result)
+        })
+        .await;
+        let result = match scan {
+            Ok((p, result)) => {
+                provider = p;
+                result
+            }
+            Err(e) => {
+                // The scan panicked: start over with a fresh provider, which re-reads every file.
+                tracing::error!(error = %e, "configuration scan failed; the previous configuration keeps serving");
+                provider = FileProvider::new(&dir);
+                metrics.reload(false, cell.load().generation());
+                continue;
+            }
         };
-        let (result, started) = scanned;
         let change = match result {
             Ok(c) => c,
             Err(e) => {
@@ -190,7 +200,12 @@ async fn reload_loop(
         let routes = compiled.snapshot.routes().len();
         let generation = cell.publish(compiled.snapshot);
         metrics.reload(ok, generation);
-        tracing::info!(generation, routes, elapsed_ms = started.elapsed().as_millis() as u64, "configuration reloaded");
+        tracing::info!(
+            generation,
+            routes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "configuration reloaded"
+        );
     }
 }
 
@@ -208,10 +223,14 @@ fn log_diagnostics(compiled: &Compiled) {
 }
 
 async fn bind(addr: std::net::SocketAddr, name: &'static str) -> anyhow::Result<TcpListener> {
-    let l = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {name} listener to {addr}: is another process using it? choose another with --{name}-listen"))?;
-    let local = l.local_addr().with_context(|| format!("reading the {name} listener address"))?;
+    let l = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding the {name} listener to {addr}: is another process using it? choose another with --{name}-listen"
+        )
+    })?;
+    let local = l
+        .local_addr()
+        .with_context(|| format!("reading the {name} listener address"))?;
     tracing::info!(listener = name, addr = %local, "listening");
     Ok(l)
 }

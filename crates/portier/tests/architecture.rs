@@ -9,17 +9,34 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("portier-model", &["portier-core"]),
     ("portier-provider-files", &["portier-core", "portier-model"]),
     ("portier-snapshot", &["portier-core"]),
-    ("portier-compile", &["portier-core", "portier-model", "portier-snapshot"]),
+    (
+        "portier-compile",
+        &["portier-core", "portier-model", "portier-snapshot"],
+    ),
     ("portier-telemetry", &["portier-core"]),
-    ("portier-dataplane", &["portier-core", "portier-snapshot", "portier-telemetry"]),
+    (
+        "portier-dataplane",
+        &["portier-core", "portier-snapshot", "portier-telemetry"],
+    ),
     ("portier-admin-api", &["portier-core"]),
-    ("portier-admin", &["portier-core", "portier-snapshot", "portier-telemetry", "portier-admin-api"]),
+    (
+        "portier-admin",
+        &[
+            "portier-core",
+            "portier-snapshot",
+            "portier-telemetry",
+            "portier-admin-api",
+        ],
+    ),
 ];
 
 /// External crates a portier crate must not depend on directly.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     ("portier-snapshot", &["k8s-openapi", "kube", "hyper", "tokio"]),
-    ("portier-dataplane", &["k8s-openapi", "kube", "portier-model", "portier-compile"]),
+    (
+        "portier-dataplane",
+        &["k8s-openapi", "kube", "portier-model", "portier-compile"],
+    ),
     ("portier-compile", &["hyper", "tokio", "kube"]),
     ("portier-core", &["tokio", "hyper", "k8s-openapi"]),
 ];
@@ -31,7 +48,11 @@ fn crate_dependencies_follow_the_pipeline() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for pkg in meta["packages"].as_array().expect("packages array") {

@@ -23,21 +23,21 @@ const API_VERSIONS: [(Kind, &str); 8] = [
 
 /// Parses a file. `Err` means the YAML itself is broken (syntax, limits): nothing in the file can
 /// be trusted, and the caller decides whether older objects stay.
-pub(crate) fn parse_file(file: &Arc<str>, text: &str) -> Result<Parsed, Diagnostic> {
+pub(crate) fn parse_file(file: &Arc<str>, text: &str) -> Result<Parsed, Box<Diagnostic>> {
     let docs = yaml::load(text).map_err(|p| problem(file, p))?;
     let mut parsed = Parsed::default();
     for doc in docs {
         match document(file, doc) {
             Ok(Some(resource)) => parsed.resources.push(resource),
             Ok(None) => {}
-            Err(d) => parsed.diagnostics.push(d),
+            Err(d) => parsed.diagnostics.push(*d),
         }
     }
     Ok(parsed)
 }
 
 /// One document → a resource, nothing (empty document, a kind portier does not read), or why not.
-fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Diagnostic> {
+fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Box<Diagnostic>> {
     if let Some(p) = doc.problem {
         return Err(problem(file, p));
     }
@@ -54,7 +54,8 @@ fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Diagnost
         _ => {
             return Err(Diagnostic::error("document is not a mapping")
                 .span(at(""))
-                .help("each YAML document must be one Kubernetes object with apiVersion, kind and metadata"))
+                .help("each YAML document must be one Kubernetes object with apiVersion, kind and metadata")
+                .into())
         }
     };
     let api_version = required_string(fields, "apiVersion", &spans)?;
@@ -72,7 +73,8 @@ fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Diagnost
             return Err(match name {
                 Some(name) => d.object(object_ref(*kind, namespace, name)),
                 None => d,
-            });
+            }
+            .into());
         }
         tracing::debug!(file = %file, api_version, kind = kind_name, "skipping an object of a kind portier does not read");
         return Ok(None);
@@ -86,7 +88,8 @@ fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Diagnost
             return Err(Diagnostic::error(format!("{kind} has no name"))
                 .field(FieldPath::new("metadata.name"))
                 .span(at("metadata.name"))
-                .help("set metadata.name"))
+                .help("set metadata.name")
+                .into())
         }
         // Present but not a string: the typed decode below names the wrong type.
         Some(_) => None,
@@ -95,13 +98,12 @@ fn document(file: &Arc<str>, doc: Document) -> Result<Option<Resource>, Diagnost
     match Object::from_json(kind, value) {
         Ok(object) => Ok(Some(Resource::new(object, Origin::file(spans)))),
         Err(e) => {
-            let d = Diagnostic::error(e.message)
-                .span(at(e.field.as_str()))
-                .field(e.field);
+            let d = Diagnostic::error(e.message).span(at(e.field.as_str())).field(e.field);
             Err(match id {
                 Some(id) => d.object(id),
                 None => d,
-            })
+            }
+            .into())
         }
     }
 }
@@ -110,17 +112,19 @@ fn required_string<'v>(
     fields: &'v serde_json::Map<String, Value>,
     field: &str,
     spans: &SpanMap,
-) -> Result<&'v str, Diagnostic> {
+) -> Result<&'v str, Box<Diagnostic>> {
     match fields.get(field) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         None | Some(Value::Null) => Err(Diagnostic::error(format!("document has no {field}"))
             .field(FieldPath::new(field))
             .span(Some(spans.lookup(field)))
-            .help(format!("set {field}; portier reads Ingress, IngressClass, Service, EndpointSlice, Endpoints, Secret, ConfigMap and StaticResponse"))),
+            .help(format!("set {field}; portier reads Ingress, IngressClass, Service, EndpointSlice, Endpoints, Secret, ConfigMap and StaticResponse"))
+            .into()),
         Some(other) => Err(Diagnostic::error(format!("{field} must be a non-empty string, not {other}"))
             .field(FieldPath::new(field))
             .span(Some(spans.lookup(field)))
-            .help(format!("quote the {field} value"))),
+            .help(format!("quote the {field} value"))
+            .into()),
     }
 }
 
@@ -130,15 +134,15 @@ fn object_ref(kind: Kind, namespace: Option<&str>, name: &str) -> ObjectRef {
     ObjectRef::new(kind, namespace, name)
 }
 
-fn problem(file: &Arc<str>, p: Problem) -> Diagnostic {
+fn problem(file: &Arc<str>, p: Problem) -> Box<Diagnostic> {
     let d = Diagnostic::error(p.message).span(Some(span(file, p.pos)));
-    match p.help {
+    Box::new(match p.help {
         Some(help) => d.help(help),
         None => d,
-    }
+    })
 }
 
-pub(crate) fn span(file: &Arc<str>, at: Pos) -> Span {
+fn span(file: &Arc<str>, at: Pos) -> Span {
     Span {
         file: file.clone(),
         line: at.line,

@@ -95,12 +95,16 @@ impl FileProvider {
         for r in self.files.values().flat_map(|c| &c.resources) {
             let name_at = r.origin.span(&FieldPath::new("metadata.name"));
             if let Some(first) = seen.get(&r.id) {
-                let first = first.as_ref().map_or_else(|| "another file".to_owned(), ToString::to_string);
+                let first = first
+                    .as_ref()
+                    .map_or_else(|| "another file".to_owned(), ToString::to_string);
                 diagnostics.push(
                     Diagnostic::error(format!("duplicate definition; the one at {first} is used"))
                         .object(r.id.clone())
                         .span(name_at)
-                        .help(format!("remove one of the two definitions, or rename one (first at {first})")),
+                        .help(format!(
+                            "remove one of the two definitions, or rename one (first at {first})"
+                        )),
                 );
                 continue;
             }
@@ -114,10 +118,7 @@ impl FileProvider {
             diagnostics = diagnostics.len(),
             "manifests scanned"
         );
-        Ok(Change::Resync {
-            resources,
-            diagnostics,
-        })
+        Ok(Change::Resync { resources, diagnostics })
     }
 }
 
@@ -142,9 +143,11 @@ fn read(path: &Path, previous: Option<Cached>) -> (Cached, Option<Diagnostic>) {
     let content = match read_capped(path) {
         Ok(content) => content,
         Err(ReadError::TooLarge(len)) => {
-            let d = Diagnostic::error(format!("file is {len} bytes, more than the {MAX_FILE_SIZE} bytes portier reads"))
-                .span(at_start())
-                .help(kept_help("split the file", previous.as_ref()));
+            let d = Diagnostic::error(format!(
+                "file is {len} bytes, more than the {MAX_FILE_SIZE} bytes portier reads"
+            ))
+            .span(at_start())
+            .help(kept_help("split the file", previous.as_ref()));
             return (keep(previous), Some(d));
         }
         Err(ReadError::Io(e)) => {
@@ -165,7 +168,9 @@ fn read(path: &Path, previous: Option<Cached>) -> (Cached, Option<Diagnostic>) {
         );
     }
     let parsed = match std::str::from_utf8(&content) {
-        Err(e) => Err(Diagnostic::error(format!("file is not UTF-8: {e}")).span(at_start())),
+        Err(e) => Err(Box::new(
+            Diagnostic::error(format!("file is not UTF-8: {e}")).span(at_start()),
+        )),
         Ok(text) => manifest::parse_file(&label, text),
     };
     match parsed {
@@ -179,7 +184,7 @@ fn read(path: &Path, previous: Option<Cached>) -> (Cached, Option<Diagnostic>) {
         ),
         Err(d) => {
             let help = kept_help(d.help.as_deref().unwrap_or("fix the YAML"), previous.as_ref());
-            let d = d.help(help);
+            let d = (*d).help(help);
             let resources = previous.map(|p| p.resources).unwrap_or_default();
             (
                 Cached {

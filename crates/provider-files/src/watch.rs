@@ -33,7 +33,10 @@ pub struct Watcher {
 /// a warning. Fails only when neither can watch the path.
 pub fn watch(dir: &Path) -> Result<Watcher, ProviderError> {
     let (target, mode) = if dir.is_file() {
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         (parent.to_owned(), RecursiveMode::NonRecursive)
     } else {
         (dir.to_owned(), RecursiveMode::Recursive)

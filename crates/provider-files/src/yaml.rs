@@ -137,7 +137,11 @@ impl Loader {
                 let value = match resolve(&text, style, tag.as_deref()) {
                     Ok(v) => v,
                     Err(message) => {
-                        doc.report(message, at, "quote the value to make it a string, or fix it to match its tag");
+                        doc.report(
+                            message,
+                            at,
+                            "quote the value to make it a string, or fix it to match its tag",
+                        );
                         Value::String(text.into_owned())
                     }
                 };
@@ -201,7 +205,9 @@ impl Loader {
         while !doc.stack.is_empty() {
             doc.close();
         }
-        let start = doc.start.unwrap_or(if doc.begin == Pos::default() { at } else { doc.begin });
+        let start = doc
+            .start
+            .unwrap_or(if doc.begin == Pos::default() { at } else { doc.begin });
         self.docs.push(Document {
             start,
             value: doc.root.unwrap_or(Value::Null),
@@ -227,19 +233,21 @@ impl DocState {
                 ..
             }) => Slot::Key,
             Some(Frame {
-                kind: FrameKind::Map {
-                    key: Some(PendingKey::Key(k, _)),
-                    ..
-                },
+                kind:
+                    FrameKind::Map {
+                        key: Some(PendingKey::Key(k, _)),
+                        ..
+                    },
                 path,
                 ..
             }) => Slot::Value(join(path, k)),
             // Merged values have no path of their own; their keys point at the mapping.
             Some(Frame {
-                kind: FrameKind::Map {
-                    key: Some(PendingKey::Merge(_)),
-                    ..
-                },
+                kind:
+                    FrameKind::Map {
+                        key: Some(PendingKey::Merge(_)),
+                        ..
+                    },
                 path,
                 ..
             }) => Slot::Value(path.clone()),
@@ -315,7 +323,11 @@ impl DocState {
                     match key_string(&value) {
                         Some(k) => PendingKey::Key(k, at),
                         None => {
-                            problem = Some(("mapping key is a list or a mapping".to_owned(), at, "use a string as the key"));
+                            problem = Some((
+                                "mapping key is a list or a mapping".to_owned(),
+                                at,
+                                "use a string as the key",
+                            ));
                             PendingKey::Key(value.to_string(), at)
                         }
                     }
@@ -324,21 +336,23 @@ impl DocState {
             FrameKind::Map { map, key, merged } => match key.take() {
                 Some(PendingKey::Key(k, key_at)) => {
                     if map.contains_key(&k) && !merged.remove(&k) {
-                        problem = Some((format!("mapping key {k:?} appears twice"), key_at, "remove one of the two entries"));
+                        problem = Some((
+                            format!("mapping key {k:?} appears twice"),
+                            key_at,
+                            "remove one of the two entries",
+                        ));
                     } else {
                         map.insert(k, value);
                     }
                 }
-                Some(PendingKey::Merge(_)) => {
-                    if !merge(map, merged, value) {
-                        problem = Some((
-                            "merge key << needs a mapping or a list of mappings".to_owned(),
-                            at,
-                            "merge an anchored mapping, as in `<<: *defaults`",
-                        ));
-                    }
+                Some(PendingKey::Merge(_)) if !merge(map, merged, value) => {
+                    problem = Some((
+                        "merge key << needs a mapping or a list of mappings".to_owned(),
+                        at,
+                        "merge an anchored mapping, as in `<<: *defaults`",
+                    ));
                 }
-                None => {}
+                Some(PendingKey::Merge(_)) | None => {}
             },
         }
         if let Some((message, at, help)) = problem {
@@ -575,7 +589,12 @@ mod tests {
             ("1", ScalarStyle::Plain, Some(core("float")), Ok(Value::from(1.0))),
             ("TRUE", ScalarStyle::Plain, Some(core("bool")), Ok(Value::Bool(true))),
             ("~", ScalarStyle::Plain, Some(core("null")), Ok(Value::Null)),
-            ("abc", ScalarStyle::Plain, Some(core("int")), Err("\"abc\" is not a valid !!int".to_owned())),
+            (
+                "abc",
+                ScalarStyle::Plain,
+                Some(core("int")),
+                Err("\"abc\" is not a valid !!int".to_owned()),
+            ),
         ];
         for (text, style, tag, want) in cases {
             assert_eq!(resolve(text, style, tag.as_ref()), want, "{text:?} {tag:?}");

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use portier_core::HostMatch;
-use portier_snapshot::{
-    Action, ClusterId, PathMatch, PathType, Route, RouteTable, RouteTableBuilder,
-};
+use portier_snapshot::{Action, ClusterId, PathMatch, PathType, Route, RouteTable, RouteTableBuilder};
 
 const PATHS_PER_HOST: usize = 10;
 
@@ -46,10 +44,7 @@ fn route_lookup(c: &mut Criterion) {
         let table = synthetic_table(n);
         let hosts = (n / PATHS_PER_HOST).max(1);
         // A host in the middle of the table, a path that matches the 6th of its 10 routes.
-        let exact = format!(
-            "h{}.example.test",
-            hosts / 2 - usize::from(hosts / 2 % 10 == 9)
-        );
+        let exact = format!("h{}.example.test", hosts / 2 - usize::from(hosts / 2 % 10 == 9));
         group.bench_with_input(BenchmarkId::new("exact_host", n), &table, |b, t| {
             b.iter(|| t.find(black_box(&exact), black_box("/api/v5/items/42")))
         });
@@ -58,12 +53,7 @@ fn route_lookup(c: &mut Criterion) {
             b.iter(|| t.find(black_box(&wild), black_box("/api/v5/items/42")))
         });
         group.bench_with_input(BenchmarkId::new("miss", n), &table, |b, t| {
-            b.iter(|| {
-                t.find(
-                    black_box("nowhere.example.test"),
-                    black_box("/api/v5/items/42"),
-                )
-            })
+            b.iter(|| t.find(black_box("nowhere.example.test"), black_box("/api/v5/items/42")))
         });
     }
     group.finish();

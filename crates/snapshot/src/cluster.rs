@@ -32,11 +32,7 @@ impl ClusterId {
 // === impl Cluster ===
 
 impl Cluster {
-    pub fn new(
-        name: impl Into<Arc<str>>,
-        service: impl Into<Arc<str>>,
-        endpoints: Vec<SocketAddr>,
-    ) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, service: impl Into<Arc<str>>, endpoints: Vec<SocketAddr>) -> Self {
         Self {
             name: name.into(),
             service: service.into(),
@@ -55,9 +51,7 @@ impl Cluster {
     }
 
     pub fn same_content(&self, other: &Cluster) -> bool {
-        self.name == other.name
-            && self.service == other.service
-            && self.endpoints == other.endpoints
+        self.name == other.name && self.service == other.service && self.endpoints == other.endpoints
     }
 }
 

@@ -14,8 +14,7 @@ use portier_core::{Diagnostic, Generation};
 pub use cell::SnapshotCell;
 pub use cluster::{Cluster, ClusterId};
 pub use route::{
-    normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable,
-    RouteTableBuilder, StaticReply,
+    normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable, RouteTableBuilder, StaticReply,
 };
 pub use tls::{CertEntry, TlsStore, TlsStoreBuilder};
 
@@ -32,12 +31,7 @@ pub struct Snapshot {
 // === impl Snapshot ===
 
 impl Snapshot {
-    pub fn new(
-        routes: RouteTable,
-        tls: TlsStore,
-        clusters: Vec<Cluster>,
-        diagnostics: Vec<Diagnostic>,
-    ) -> Self {
+    pub fn new(routes: RouteTable, tls: TlsStore, clusters: Vec<Cluster>, diagnostics: Vec<Diagnostic>) -> Self {
         Self {
             generation: 0,
             routes,
@@ -64,9 +58,10 @@ impl Snapshot {
         &self.clusters
     }
 
-    pub fn cluster(&self, id: ClusterId) -> &Cluster {
-        // ClusterIds are only handed out by the compile step that built this very vector.
-        &self.clusters[id.index()]
+    /// The cluster a route's [`Action::Proxy`] names. `None` only if the id came from another
+    /// snapshot, which compile never produces.
+    pub fn cluster(&self, id: ClusterId) -> Option<&Cluster> {
+        self.clusters.get(id.index())
     }
 
     pub fn diagnostics(&self) -> &[Diagnostic] {

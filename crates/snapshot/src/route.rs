@@ -188,9 +188,7 @@ impl PathMatch {
     pub fn new(path_type: PathType, path: &str) -> Self {
         match path_type {
             PathType::Exact => PathMatch::Exact(path.into()),
-            PathType::Prefix | PathType::ImplementationSpecific => {
-                PathMatch::Prefix(path.trim_end_matches('/').into())
-            }
+            PathType::Prefix | PathType::ImplementationSpecific => PathMatch::Prefix(path.trim_end_matches('/').into()),
         }
     }
 
@@ -297,9 +295,7 @@ impl RouteTableBuilder {
         let mut table = RouteTable::default();
         for (host, b) in self.hosts {
             let HostBuilder {
-                mut routes,
-                fallback,
-                ..
+                mut routes, fallback, ..
             } = b;
             // Stable: routes that tie on precedence keep insertion order (cannot happen after the
             // duplicate check, but keeps the table deterministic regardless).

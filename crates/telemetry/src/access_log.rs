@@ -295,7 +295,10 @@ mod tests {
         let cases = [
             ("off", AccessLogTarget::Off),
             ("stdout", AccessLogTarget::Stdout),
-            ("/var/log/portier.log", AccessLogTarget::File("/var/log/portier.log".into())),
+            (
+                "/var/log/portier.log",
+                AccessLogTarget::File("/var/log/portier.log".into()),
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(s.parse::<AccessLogTarget>().unwrap(), want, "{s}");
@@ -327,7 +330,11 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let statuses: Vec<u64> = text
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(statuses, [200, 404, 503]);
         assert_eq!(log.dropped(), 1);

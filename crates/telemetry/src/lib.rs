@@ -2,6 +2,8 @@
 //! access log, a stable per-request record written by a background task (STYLE.md §8: access logs
 //! are not `tracing` events).
 
+// Tests may unwrap: a panic there is a failed assertion, not a crash on input (STYLE.md §6).
+
 mod access_log;
 mod metrics;
 mod time;

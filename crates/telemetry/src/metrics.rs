@@ -3,25 +3,26 @@
 //! allocation when the caller passes shared label strings ([`Metrics::request_shared`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Metric, Registry};
 
 /// The metrics of one process, all under the `portier_` prefix. Share it as `Arc<Metrics>`.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    durations: Family<IngressLabels, Histogram, fn() -> Histogram>,
+    durations: Family<IngressLabels, DurationHistogram>,
     reloads: Family<ResultLabels, Counter>,
     last_reload_ok: Gauge,
     generation: Gauge,
-    last_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_reload_time: Gauge<f64, AtomicU64>,
     connections: Family<ListenerLabels, Gauge>,
     /// The label value for requests that matched no route, shared so recording them allocates nothing.
     empty: Arc<str>,
@@ -62,10 +63,26 @@ struct ListenerLabels {
     listener: Arc<str>,
 }
 
-/// Request duration buckets, 1 ms to 10 s: below 1 ms is the gateway's own overhead, above 10 s
-/// is a stuck upstream rather than a latency.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+/// A request-duration histogram updated with atomics only. prometheus-client's `Histogram` takes a
+/// write lock per observation, which every core serving the same Ingress would contend on.
+#[derive(Debug, Clone, Default)]
+struct DurationHistogram {
+    inner: Arc<HistogramCells>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramCells {
+    /// Observations per bucket (not cumulative); the last cell is above the largest bound.
+    buckets: [AtomicU64; DURATION_BUCKETS_US.len() + 1],
+    /// Sum of observations in microseconds: an integer sum needs no compare-and-swap loop.
+    sum_us: AtomicU64,
+}
+
+/// Request duration bucket bounds in microseconds, 1 ms to 10 s: below 1 ms is the gateway's own
+/// overhead, above 10 s a stuck upstream rather than a latency.
+const DURATION_BUCKETS_US: [u64; 14] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 7_500_000,
+    10_000_000,
 ];
 
 // === impl Metrics ===
@@ -75,12 +92,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portier");
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations: Family<IngressLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+        let durations = Family::<IngressLabels, DurationHistogram>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
         let last_reload_ok = Gauge::default();
         let generation = Gauge::default();
-        let last_reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let last_reload_time = Gauge::<f64, AtomicU64>::default();
         let connections = Family::<ListenerLabels, Gauge>::default();
 
         // Counters get their `_total` suffix from the encoder (OpenMetrics naming).
@@ -160,7 +176,7 @@ impl Metrics {
             .get_or_create(&IngressLabels {
                 ingress: ingress.clone(),
             })
-            .observe(duration.as_secs_f64());
+            .observe(duration);
     }
 
     /// The shared empty label value, for requests without a route.
@@ -220,6 +236,43 @@ impl fmt::Debug for Metrics {
     }
 }
 
+// === impl DurationHistogram ===
+
+impl DurationHistogram {
+    fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = DURATION_BUCKETS_US.partition_point(|&bound| bound < us);
+        self.inner.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.inner.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        let mut buckets = [(0.0, 0u64); DURATION_BUCKETS_US.len() + 1];
+        let mut count = 0;
+        for (i, cell) in self.inner.buckets.iter().enumerate() {
+            let n = cell.load(Ordering::Relaxed);
+            // `f64::MAX` is how prometheus-client spells the `+Inf` bucket.
+            let bound = DURATION_BUCKETS_US.get(i).map_or(f64::MAX, |&us| us as f64 / 1e6);
+            buckets[i] = (bound, n);
+            count += n;
+        }
+        // Count is the sum of the buckets as read, so `+Inf` always equals `_count` in a scrape
+        // even while observations race with it.
+        let sum = self.inner.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 // === impl ConnectionGauge ===
 
 impl ConnectionGauge {
@@ -259,16 +312,26 @@ mod tests {
             "portier_config_last_reload_successful 1",
             "portier_config_generation 7",
             "portier_config_last_reload_timestamp_seconds ",
+            r#"portier_http_request_duration_seconds_bucket{le="0.0025",ingress="shop/web"} 0"#,
+            r#"portier_http_request_duration_seconds_bucket{le="+Inf",ingress="shop/web"} 1"#,
+            r#"portier_http_request_duration_seconds_count{ingress="shop/web"} 1"#,
+            r#"portier_http_request_duration_seconds_sum{ingress="shop/web"} 0.003"#,
+            r#"portier_http_request_duration_seconds_bucket{le="0.001",ingress=""} 1"#,
             r#"portier_http_connections_active{listener="http"} 1"#,
         ];
         for line in want {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
         drop(guard);
-        assert!(m.encode().contains(r#"portier_http_connections_active{listener="http"} 0"#));
+        assert!(m
+            .encode()
+            .contains(r#"portier_http_connections_active{listener="http"} 0"#));
         m.reload(false, 7);
         let text = m.encode();
         assert!(text.contains("portier_config_last_reload_successful 0"), "{text}");
-        assert!(text.contains(r#"portier_config_reloads_total{result="failure"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"portier_config_reloads_total{result="failure"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -90,6 +90,22 @@ impl Gateway {
         }
     }
 
+    /// Waits until the metrics contain `line`: an exchange is recorded when the server is done
+    /// with the response body, which may be just after the client has read it.
+    pub async fn metric(&self, line: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.metrics.encode();
+            if text.contains(line) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for metric {line} in\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// GET over a fresh HTTP/1.1 connection.
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         let mut client = h1(self.http).await;
@@ -130,7 +146,8 @@ pub fn tls_store() -> TlsStore {
 
 /// A fresh self-signed certificate for `names`, as a store entry and as a trust anchor.
 pub fn cert(names: &[&str]) -> (CertEntry, CertificateDer<'static>) {
-    let generated = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let generated =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     let der = generated.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
     let provider = rustls::crypto::aws_lc_rs::default_provider();
@@ -172,7 +189,12 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ful
     for (k, v) in req.headers() {
         text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     text.push_str(&format!("body-bytes: {}\n", body.len()));
     Ok(Response::builder()
         .header("x-upstream", name)
@@ -261,7 +283,10 @@ impl Reply {
 }
 
 pub fn get(host: &str, path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).header("host", host).body(Full::new(Bytes::new())).unwrap()
+    Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 pub enum Client {
@@ -288,7 +313,9 @@ impl Client {
 /// One HTTP/1.1 connection.
 pub async fn h1(addr: SocketAddr) -> Client {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     Client::H1(send)
 }
@@ -319,7 +346,9 @@ pub async fn tls_connect(
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let stream = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(name.to_owned()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, stream).await
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, stream)
+        .await
 }
 
 /// HTTP/2 over an established TLS connection.

@@ -11,9 +11,7 @@ fn route(host: Option<&str>, path_type: PathType, path: &str, backend: &str) -> 
         path_type,
         ingress: "ns/ing".into(),
         backend: backend.into(),
-        action: Action::Unavailable {
-            reason: "test".into(),
-        },
+        action: Action::Unavailable { reason: "test".into() },
         https_redirect: false,
     }
 }
@@ -50,11 +48,7 @@ fn prefix_matches_whole_elements() {
         let m = PathMatch::new(PathType::Prefix, prefix);
         assert_eq!(m.matches(path), want, "Prefix {prefix} vs {path}");
         let m = PathMatch::new(PathType::ImplementationSpecific, prefix);
-        assert_eq!(
-            m.matches(path),
-            want,
-            "ImplementationSpecific {prefix} vs {path}"
-        );
+        assert_eq!(m.matches(path), want, "ImplementationSpecific {prefix} vs {path}");
     }
 }
 
@@ -100,26 +94,15 @@ fn precedence_within_a_host() {
 fn host_precedence() {
     let mut b = RouteTableBuilder::new();
     for r in [
-        route(
-            Some("www.shop.example"),
-            PathType::Prefix,
-            "/exact",
-            "exact",
-        ),
+        route(Some("www.shop.example"), PathType::Prefix, "/exact", "exact"),
         route(Some("*.shop.example"), PathType::Prefix, "/", "wild"),
         route(None, PathType::Prefix, "/", "any"),
     ] {
         b.add(r).unwrap();
     }
-    b.fallback(route(None, PathType::Prefix, "/", "default"))
+    b.fallback(route(None, PathType::Prefix, "/", "default")).unwrap();
+    b.fallback(route(Some("www.shop.example"), PathType::Prefix, "/", "www-default"))
         .unwrap();
-    b.fallback(route(
-        Some("www.shop.example"),
-        PathType::Prefix,
-        "/",
-        "www-default",
-    ))
-    .unwrap();
     let t = b.build();
     let cases = [
         ("www.shop.example", "/exact", Some("exact")),
@@ -137,12 +120,7 @@ fn host_precedence() {
 
 #[test]
 fn unmatched_is_none_without_default_backend() {
-    let t = table(vec![route(
-        Some("a.example"),
-        PathType::Prefix,
-        "/app",
-        "app",
-    )]);
+    let t = table(vec![route(Some("a.example"), PathType::Prefix, "/app", "app")]);
     assert_eq!(backend_of(&t, "a.example", "/other"), None);
     assert_eq!(backend_of(&t, "b.example", "/app"), None);
 }
@@ -157,8 +135,7 @@ fn duplicate_path_is_refused() {
         .unwrap_err();
     assert_eq!(&*existing.backend, "first");
     // Same path, other type: both are kept.
-    b.add(route(Some("a.example"), PathType::Exact, "/x", "exact"))
-        .unwrap();
+    b.add(route(Some("a.example"), PathType::Exact, "/x", "exact")).unwrap();
 }
 
 #[test]
