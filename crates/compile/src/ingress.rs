@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::Ingress;
 use portier_core::{FieldPath, HostMatch, Severity};
 use portier_model::{k8s_openapi, Resource};
-use portier_snapshot::{PathMatch, PathType, Route};
+use portier_snapshot::{PathMatch, PathType, Route, RoutePolicy};
 
 use crate::{annotations, backends, describe, tls, Cx};
 
@@ -28,6 +28,7 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
     };
     let ingress_label: Arc<str> = format!("{}/{}", res.namespace(), res.name()).into();
     let tls_hosts = compile_tls(cx, res, ing);
+    let policy = Arc::new(RoutePolicy::default());
 
     let rules = spec.rules.as_deref().unwrap_or(&[]);
     if rules.is_empty() && spec.default_backend.is_none() {
@@ -103,6 +104,7 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
                 backend: resolved.label,
                 action: resolved.action,
                 https_redirect: redirect,
+                policy: policy.clone(),
             };
             add_route(cx, res, at, route);
         }
@@ -118,6 +120,7 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
             backend: resolved.label.clone(),
             action: resolved.action.clone(),
             https_redirect: redirect,
+            policy: policy.clone(),
         };
         if rules.is_empty() {
             cx.defaults.catch_all.push(make(None, ann.force_ssl_redirect));

@@ -32,6 +32,7 @@ fn synthetic_table(n: usize) -> RouteTable {
                 backend: backend.clone(),
                 action: Action::Proxy(ClusterId::new(0)),
                 https_redirect: false,
+                policy: Default::default(),
             });
         }
     }

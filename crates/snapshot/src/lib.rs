@@ -4,6 +4,7 @@
 
 mod cell;
 mod cluster;
+mod policy;
 mod route;
 mod tls;
 
@@ -13,6 +14,7 @@ use portier_core::{Diagnostic, Generation};
 
 pub use cell::SnapshotCell;
 pub use cluster::{Cluster, ClusterId};
+pub use policy::{GlobalSettings, RoutePolicy, SourceFilter};
 pub use route::{
     normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable, RouteTableBuilder, StaticReply,
 };
@@ -25,6 +27,7 @@ pub struct Snapshot {
     routes: RouteTable,
     tls: TlsStore,
     clusters: Vec<Cluster>,
+    settings: Arc<GlobalSettings>,
     diagnostics: Arc<[Diagnostic]>,
 }
 
@@ -37,8 +40,19 @@ impl Snapshot {
             routes,
             tls,
             clusters,
+            settings: Arc::new(GlobalSettings::default()),
             diagnostics: diagnostics.into(),
         }
+    }
+
+    /// Replaces the global settings (ConfigMap); the default is [`GlobalSettings::default`].
+    pub fn with_settings(mut self, settings: GlobalSettings) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    pub fn settings(&self) -> &Arc<GlobalSettings> {
+        &self.settings
     }
 
     /// Set by [`SnapshotCell::publish`]; 0 for a snapshot that was never published.
@@ -78,6 +92,7 @@ impl Snapshot {
                 .iter()
                 .zip(&other.clusters)
                 .all(|(a, b)| a.same_content(b))
+            && self.settings == other.settings
             && self.diagnostics == other.diagnostics
     }
 }

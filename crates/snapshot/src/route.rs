@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use portier_core::HostMatch;
 
-use crate::ClusterId;
+use crate::{ClusterId, RoutePolicy};
 
 /// Every route of the snapshot, indexed by host.
 ///
@@ -48,6 +48,8 @@ pub struct Route {
     pub action: Action,
     /// Redirect plain-HTTP requests to HTTPS (the host is in the Ingress' `spec.tls`).
     pub https_redirect: bool,
+    /// Limits and access rules; shared by every route of one Ingress.
+    pub policy: Arc<RoutePolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -124,6 +124,7 @@ pub fn route(host: &str, path: &str, action: Action) -> Route {
         backend: Arc::from("shop/web:80"),
         action,
         https_redirect: false,
+        policy: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ fn route(host: Option<&str>, path_type: PathType, path: &str, backend: &str) -> 
         backend: backend.into(),
         action: Action::Unavailable { reason: "test".into() },
         https_redirect: false,
+        policy: Default::default(),
     }
 }
 
