@@ -26,7 +26,7 @@ const API_VERSIONS: [(Kind, &str); 8] = [
 pub(crate) fn parse_file(file: &Arc<str>, text: &str) -> Result<Parsed, Box<Diagnostic>> {
     let docs = yaml::load(text).map_err(|p| problem(file, p))?;
     let mut parsed = Parsed::default();
-    for doc in docs {
+    for doc in docs.into_iter().flat_map(expand_list) {
         match document(file, doc) {
             Ok(Some(resource)) => parsed.resources.push(resource),
             Ok(None) => {}
@@ -34,6 +34,54 @@ pub(crate) fn parse_file(file: &Arc<str>, text: &str) -> Result<Parsed, Box<Diag
         }
     }
     Ok(parsed)
+}
+
+/// `kubectl get -o yaml` writes a `v1` `List` of objects: each item is read as if it were a
+/// document of its own, with its own positions.
+fn expand_list(doc: Document) -> Vec<Document> {
+    let is_list = doc.problem.is_none()
+        && doc.value.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && doc.value.get("kind").and_then(Value::as_str) == Some("List");
+    if !is_list {
+        return vec![doc];
+    }
+    let Document {
+        start,
+        mut value,
+        spans,
+        ..
+    } = doc;
+    let items = match value.get_mut("items").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        _ => return Vec::new(),
+    };
+    let mut docs: Vec<Document> = items
+        .into_iter()
+        .map(|value| Document {
+            start,
+            value,
+            spans: Vec::new(),
+            problem: None,
+        })
+        .collect();
+    // One pass over the spans: `items[3].spec.rules` belongs to item 3 as `spec.rules`.
+    for (path, pos) in spans {
+        let Some(rest) = path.strip_prefix("items[") else {
+            continue;
+        };
+        let Some((index, tail)) = rest.split_once(']') else {
+            continue;
+        };
+        let Some(doc) = index.parse::<usize>().ok().and_then(|i| docs.get_mut(i)) else {
+            continue;
+        };
+        match tail.strip_prefix('.') {
+            Some(field) => doc.spans.push((field.to_owned(), pos)),
+            None if tail.is_empty() => doc.start = pos,
+            None => {}
+        }
+    }
+    docs
 }
 
 /// One document → a resource, nothing (empty document, a kind portier does not read), or why not.

@@ -530,3 +530,18 @@ async fn watcher_sees_new_subdirectories_and_renames() {
         "a scan reported a change"
     );
 }
+
+#[test]
+fn list_items_are_read_with_their_own_positions() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n- apiVersion: networking.k8s.io/v1\n  kind: Ingress\n  metadata: {name: b}\n  spec:\n    rules:\n    - host: 1.2.3.4\n      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: \"x\"}}}}]}\n";
+    let parsed = parse_manifests("list.yaml", text);
+    assert_eq!(parsed.resources.len(), 1, "{:?}", parsed.diagnostics);
+    assert_eq!(parsed.resources[0].id.name, "a");
+    assert_eq!(parsed.diagnostics.len(), 1);
+    let d = &parsed.diagnostics[0];
+    assert_eq!(
+        d.field.as_ref().map(|f| f.as_str()),
+        Some("spec.rules[0].http.paths[0].backend.service.port.number")
+    );
+    assert_eq!(d.span.as_ref().map(|s| s.line), Some(13), "{d}");
+}
