@@ -67,6 +67,9 @@ struct ServeArgs {
     /// Port written into HTTP→HTTPS redirects; defaults to the HTTPS listener's port.
     #[arg(long, value_name = "PORT")]
     https_redirect_port: Option<u16>,
+    /// Threads serving requests; defaults to the number of CPUs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]

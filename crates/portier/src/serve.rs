@@ -20,11 +20,12 @@ const FILES: ProviderId = ProviderId("files");
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     portier_telemetry::init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("portier")
-        .build()
-        .context("starting the async runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("portier");
+    if let Some(n) = args.worker_threads {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = builder.build().context("starting the async runtime")?;
     runtime.block_on(serve(args))
 }
 
@@ -39,6 +40,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         access_log,
         drain_timeout,
         https_redirect_port,
+        worker_threads: _,
     } = args;
 
     let fallback_cert = match &state_dir {
