@@ -45,6 +45,32 @@ fi
 echo "== cargo test" >&2
 cargo test --workspace --locked
 
+# --- black-box battery (tests/blackbox/): pytest over real sockets against the built binary ----
+# Python 3 with venv, and testssl.sh for the TLS scan, from Debian when missing (as root); pytest,
+# h2 and cryptography from PyPI into a venv under target/. See tests/blackbox/README.md.
+echo "== black-box battery" >&2
+bb_missing=()
+command -v python3 >/dev/null 2>&1 || bb_missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || bb_missing+=(python3-venv)
+command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1 || bb_missing+=(testssl.sh)
+if ((${#bb_missing[@]})); then
+    if [[ $(id -u) == 0 ]]; then
+        echo "test.sh: installing ${bb_missing[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${bb_missing[@]}" >/dev/null
+    else
+        echo "test.sh: missing ${bb_missing[*]}; install them (apt-get install ${bb_missing[*]}) or run as root" >&2
+        exit 1
+    fi
+fi
+bb_target="${CARGO_TARGET_DIR:-target}"
+bb_venv="$bb_target/blackbox-venv"
+[[ -x "$bb_venv/bin/python" ]] || python3 -m venv "$bb_venv"
+"$bb_venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest h2 cryptography
+cargo build -p portier --bin portier --locked
+PORTIER_BIN="${PORTIER_BIN:-$bb_target/debug/portier}" \
+    "$bb_venv/bin/python" -m pytest tests/blackbox -q -p no:cacheprovider
+
 if ((quick == 0)); then
     echo "== benches compile" >&2
     cargo bench --workspace --locked --no-run

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use portier_core::{FieldPath, Severity};
 use portier_model::Resource;
+use portier_snapshot::RoutePolicy;
 
-use crate::Cx;
+use crate::settings::{Layer, PolicyBuilder};
+use crate::{values, Cx};
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 const PORTIER: &str = "portier.dev/";
@@ -19,24 +21,26 @@ pub(crate) struct IngressAnnotations {
     pub ssl_redirect: bool,
     /// Redirect HTTP to HTTPS even for hosts without TLS (`force-ssl-redirect`, default false).
     pub force_ssl_redirect: bool,
+    /// Body size, timeouts and source ranges for every route of the Ingress: its annotations
+    /// over the ConfigMap's defaults.
+    pub policy: RoutePolicy,
 }
 
-impl Default for IngressAnnotations {
-    fn default() -> Self {
-        Self {
-            ssl_redirect: true,
-            force_ssl_redirect: false,
-        }
-    }
-}
-
-pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource) -> IngressAnnotations {
-    let mut out = IngressAnnotations::default();
-    let Some(annotations) = res.meta().annotations.as_ref() else {
-        return out;
+/// Reads the annotations of one Ingress; `defaults` is the route policy from the ConfigMap.
+pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -> IngressAnnotations {
+    let mut policy = defaults.clone();
+    let mut out = IngressAnnotations {
+        ssl_redirect: true,
+        force_ssl_redirect: false,
+        policy: RoutePolicy::default(),
     };
-    for (key, value) in sorted(annotations) {
+    for (key, value) in res.meta().annotations.iter().flat_map(sorted) {
         let field = FieldPath::new("metadata.annotations").field(key);
+        if let Some(short) = key.strip_prefix(NGINX) {
+            if policy.apply(cx, res, &field, short, value, Layer::Annotation) {
+                continue;
+            }
+        }
         match key {
             "nginx.ingress.kubernetes.io/ssl-redirect" => {
                 if let Some(b) = parse_bool(cx, res, &field, value) {
@@ -69,6 +73,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource) -> IngressAnnotations {
             _ => {}
         }
     }
+    out.policy = policy.build();
     out
 }
 
@@ -76,19 +81,13 @@ fn sorted(m: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
     m.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
-/// Go's `strconv.ParseBool`, which ingress-nginx uses for boolean annotations.
+/// A boolean annotation ([`values::parse_bool`]); an invalid value is reported and `None`.
 fn parse_bool(cx: &mut Cx<'_>, res: &Resource, field: &FieldPath, value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        other => {
-            cx.report(
-                Severity::Error,
-                res,
-                field.clone(),
-                format!("{other:?} is not a boolean; the default applies"),
-            )
-            .set_help("use \"true\" or \"false\"");
+    match values::parse_bool(value) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            cx.report(Severity::Error, res, field.clone(), format!("{e}; the default applies"))
+                .set_help("use \"true\" or \"false\"");
             None
         }
     }

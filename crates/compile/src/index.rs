@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use portier_model::{k8s_openapi, Model, Object, Resource, StaticResponse};
@@ -15,6 +15,7 @@ pub(crate) struct Index<'m> {
     pub endpoints: HashMap<(&'m str, &'m str), &'m Endpoints>,
     pub secrets: HashMap<(&'m str, &'m str), (&'m Resource, &'m Secret)>,
     pub statics: HashMap<(&'m str, &'m str), (&'m Resource, &'m StaticResponse)>,
+    pub configmaps: HashMap<(&'m str, &'m str), (&'m Resource, &'m ConfigMap)>,
 }
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -29,6 +30,7 @@ impl<'m> Index<'m> {
             endpoints: HashMap::new(),
             secrets: HashMap::new(),
             statics: HashMap::new(),
+            configmaps: HashMap::new(),
         };
         for r in model.iter() {
             let r: &'m Resource = r;
@@ -55,7 +57,9 @@ impl<'m> Index<'m> {
                 Object::StaticResponse(o) => {
                     ix.statics.insert(key, (r, o));
                 }
-                Object::ConfigMap(_) => {}
+                Object::ConfigMap(o) => {
+                    ix.configmaps.insert(key, (r, o));
+                }
             }
         }
         ix

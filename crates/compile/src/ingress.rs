@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::Ingress;
 use portier_core::{FieldPath, HostMatch, Severity};
 use portier_model::{k8s_openapi, Resource};
-use portier_snapshot::{PathMatch, PathType, Route, RoutePolicy};
+use portier_snapshot::{PathMatch, PathType, Route};
 
 use crate::{annotations, backends, describe, tls, Cx};
 
@@ -20,7 +20,8 @@ pub(crate) struct DefaultBackends {
 }
 
 pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)) {
-    let ann = annotations::parse(cx, res);
+    let defaults = cx.default_policy.clone();
+    let ann = annotations::parse(cx, res, &defaults);
     let Some(spec) = ing.spec.as_ref() else {
         cx.report(Severity::Error, res, FieldPath::root(), "Ingress has no spec".into())
             .set_help("add spec.rules or spec.defaultBackend");
@@ -28,7 +29,7 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
     };
     let ingress_label: Arc<str> = format!("{}/{}", res.namespace(), res.name()).into();
     let tls_hosts = compile_tls(cx, res, ing);
-    let policy = Arc::new(RoutePolicy::default());
+    let policy = Arc::new(ann.policy.clone());
 
     let rules = spec.rules.as_deref().unwrap_or(&[]);
     if rules.is_empty() && spec.default_backend.is_none() {

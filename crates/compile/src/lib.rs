@@ -2,6 +2,7 @@
 //! [`Diagnostic`] and is left out, everything else keeps serving (DESIGN.md rule 6).
 //!
 //! The order of work follows the Ingress specification:
+//! 0. global settings from the ConfigMap named by `--configmap` ([`Options::configmap`]);
 //! 1. class selection: which Ingresses are ours ([`classes`]);
 //! 2. oldest Ingress first (creationTimestamp, then namespace/name), so conflicts resolve the same
 //!    way on every replica and every reload;
@@ -12,7 +13,9 @@ mod backends;
 mod classes;
 mod index;
 mod ingress;
+mod settings;
 mod tls;
+pub mod values;
 
 use portier_core::{Diagnostic, Diagnostics, FieldPath, ObjectRef, Severity};
 use portier_model::{Model, Resource};
@@ -29,6 +32,9 @@ pub struct Options {
     pub controller_name: String,
     /// Served when no configured certificate matches the SNI name.
     pub fallback_cert: CertEntry,
+    /// `namespace` and `name` of the ingress-nginx-style ConfigMap holding global settings
+    /// (`--configmap NS/NAME`). `None`: portier's defaults, which are ingress-nginx's.
+    pub configmap: Option<(String, String)>,
 }
 
 /// The result of one compile: a snapshot ready to publish and every problem found on the way.
@@ -51,6 +57,8 @@ impl Compiled {
 pub fn compile(model: &Model, opts: &Options) -> Compiled {
     let mut cx = Cx::new(model, opts);
     cx.diags.extend(model.diagnostics().iter().cloned());
+    let (settings, default_policy) = settings::from_configmap(&mut cx, opts);
+    cx.default_policy = default_policy;
 
     let ours = classes::select(&cx.index, opts, &mut cx.diags);
     for ing in ours {
@@ -71,7 +79,8 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
         tls.build(),
         clusters.into_clusters(),
         diagnostics.clone(),
-    );
+    )
+    .with_settings(settings);
     Compiled { snapshot, diagnostics }
 }
 
@@ -83,6 +92,8 @@ pub(crate) struct Cx<'m> {
     pub secrets: tls::SecretCache,
     pub clusters: backends::Clusters,
     pub defaults: ingress::DefaultBackends,
+    /// The route policy before annotations: the ConfigMap's values over portier's defaults.
+    pub default_policy: settings::PolicyBuilder,
     pub diags: Diagnostics,
 }
 
@@ -95,6 +106,7 @@ impl<'m> Cx<'m> {
             secrets: tls::SecretCache::default(),
             clusters: backends::Clusters::default(),
             defaults: ingress::DefaultBackends::default(),
+            default_policy: settings::PolicyBuilder::default(),
             diags: Diagnostics::new(),
         }
     }

@@ -78,6 +78,7 @@ fn opts() -> Options {
         ingress_class: "portier".into(),
         controller_name: "portier.dev/ingress-controller".into(),
         fallback_cert: fallback(),
+        configmap: None,
     }
 }
 

@@ -2,15 +2,17 @@
 //! loads it with the files provider (the same code `serve` and `check` use), compiles it, and
 //! compares the rendered snapshot and diagnostics with `snapshot.txt` and `diagnostics.txt`.
 //! `PORTIER_BLESS=1 cargo test -p portier-compile --test golden` rewrites the expected files.
+//! An optional `configmap` file holds `namespace/name` for `Options::configmap` (`--configmap`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use portier_compile::values::format_size;
 use portier_compile::{certified_key_from_pem, compile, Options};
 use portier_model::{ModelStore, ProviderId};
 use portier_provider_files::FileProvider;
-use portier_snapshot::{Action, CertEntry, Snapshot};
+use portier_snapshot::{Action, CertEntry, GlobalSettings, RoutePolicy, Snapshot, SourceFilter};
 
 #[test]
 fn golden() {
@@ -50,7 +52,15 @@ fn run_case(case: &Path) -> (String, String) {
     let change = provider.scan().expect("golden input directory is readable");
     let mut store = ModelStore::new();
     store.apply(ProviderId("files"), change);
-    let compiled = compile(&store.model(), &options());
+    let mut opts = options();
+    if let Ok(text) = std::fs::read_to_string(case.join("configmap")) {
+        let (ns, name) = text
+            .trim()
+            .split_once('/')
+            .expect("the configmap file holds namespace/name");
+        opts.configmap = Some((ns.to_owned(), name.to_owned()));
+    }
+    let compiled = compile(&store.model(), &opts);
     let mut diags = String::new();
     for d in &compiled.diagnostics {
         writeln!(diags, "{d}\n").expect("write to String");
@@ -59,7 +69,12 @@ fn run_case(case: &Path) -> (String, String) {
 }
 
 fn render(snap: &Snapshot) -> String {
-    let mut out = String::from("routes:\n");
+    let mut out = String::new();
+    let settings = render_settings(snap.settings());
+    if !settings.is_empty() {
+        writeln!(out, "settings:{settings}").expect("write to String");
+    }
+    out.push_str("routes:\n");
     for (r, is_default) in snap.routes().entries() {
         let host = r.host.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string);
         let path = if is_default {
@@ -82,12 +97,119 @@ fn render(snap: &Snapshot) -> String {
             Action::Unavailable { reason } => format!("503 ({reason})"),
         };
         let redirect = if r.https_redirect { " https-redirect" } else { "" };
-        writeln!(out, "  {host} {path} -> {action} ingress={}{redirect}", r.ingress).expect("write to String");
+        let policy = render_policy(&r.policy);
+        let policy = if policy.is_empty() {
+            String::new()
+        } else {
+            format!(" policy({})", policy.trim_start())
+        };
+        writeln!(
+            out,
+            "  {host} {path} -> {action} ingress={}{redirect}{policy}",
+            r.ingress
+        )
+        .expect("write to String");
     }
     out.push_str("certificates:\n");
     for (name, e) in snap.tls().names() {
         writeln!(out, "  {name} <- {}", e.source).expect("write to String");
     }
+    out
+}
+
+/// The fields of a route policy that differ from the default, as ` key=value` pairs.
+fn render_policy(p: &RoutePolicy) -> String {
+    let RoutePolicy {
+        max_body_bytes,
+        connect_timeout,
+        read_timeout,
+        send_timeout,
+        source,
+    } = p;
+    let d = RoutePolicy::default();
+    let mut out = String::new();
+    if *max_body_bytes != d.max_body_bytes {
+        let v = max_body_bytes.map_or_else(|| "unlimited".to_owned(), format_size);
+        write!(out, " body={v}").expect("write to String");
+    }
+    for (name, v, dv) in [
+        ("connect", connect_timeout, d.connect_timeout),
+        ("read", read_timeout, d.read_timeout),
+        ("send", send_timeout, d.send_timeout),
+    ] {
+        if *v != dv {
+            write!(out, " {name}={v:?}").expect("write to String");
+        }
+    }
+    if let Some(SourceFilter { allow, deny }) = source {
+        let list = |l: &[ipnet::IpNet]| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        write!(out, " allow=[{}] deny=[{}]", list(allow), list(deny)).expect("write to String");
+    }
+    out
+}
+
+/// The global settings that differ from the default, one per line.
+fn render_settings(s: &GlobalSettings) -> String {
+    let GlobalSettings {
+        client_header_timeout,
+        client_body_timeout,
+        max_header_bytes,
+        max_header_count,
+        keep_alive_timeout,
+        keep_alive_requests,
+        upstream_keepalive_timeout,
+        http2_max_concurrent_streams,
+        default_policy,
+    } = s;
+    let d = GlobalSettings::default();
+    let mut out = String::new();
+    let mut line = |name: &str, differs: bool, v: String| {
+        if differs {
+            write!(out, "\n  {name}: {v}").expect("write to String");
+        }
+    };
+    line(
+        "client_header_timeout",
+        *client_header_timeout != d.client_header_timeout,
+        format!("{client_header_timeout:?}"),
+    );
+    line(
+        "client_body_timeout",
+        *client_body_timeout != d.client_body_timeout,
+        format!("{client_body_timeout:?}"),
+    );
+    line(
+        "max_header_bytes",
+        *max_header_bytes != d.max_header_bytes,
+        max_header_bytes.to_string(),
+    );
+    line(
+        "max_header_count",
+        *max_header_count != d.max_header_count,
+        max_header_count.to_string(),
+    );
+    line(
+        "keep_alive_timeout",
+        *keep_alive_timeout != d.keep_alive_timeout,
+        format!("{keep_alive_timeout:?}"),
+    );
+    line(
+        "keep_alive_requests",
+        *keep_alive_requests != d.keep_alive_requests,
+        keep_alive_requests.to_string(),
+    );
+    line(
+        "upstream_keepalive_timeout",
+        *upstream_keepalive_timeout != d.upstream_keepalive_timeout,
+        format!("{upstream_keepalive_timeout:?}"),
+    );
+    line(
+        "http2_max_concurrent_streams",
+        *http2_max_concurrent_streams != d.http2_max_concurrent_streams,
+        http2_max_concurrent_streams.to_string(),
+    );
+    let policy = render_policy(default_policy);
+    line("default_policy", !policy.is_empty(), policy.trim_start().to_owned());
     out
 }
 
@@ -106,5 +228,6 @@ fn options() -> Options {
             certified: Arc::new(ck),
             source: "fallback".into(),
         },
+        configmap: None,
     }
 }

@@ -24,6 +24,21 @@ pub(crate) struct GatewayError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorKind {
     BadRequest,
+    /// Ambiguous or smuggling-prone message framing (CL+TE, duplicate Content-Length, bare CR/LF,
+    /// obs-fold, a Transfer-Encoding other than `chunked`); the connection is closed after it.
+    BadFraming,
+    /// The request path cannot be normalized (see `portier_snapshot::normalize_path`).
+    BadPath,
+    /// The route's source ranges do not admit the client address.
+    Forbidden,
+    /// An HTTPS request whose host is served by another certificate than the one its SNI chose.
+    Misdirected,
+    /// The request body stalled for longer than `client-body-timeout`.
+    BodyTimeout,
+    /// The request body is larger than the route's `max_body_bytes`.
+    BodyTooLarge,
+    /// The request head is larger than `max_header_bytes` or has more than `max_header_count` fields.
+    HeaderTooLarge,
     MethodNotAllowed,
     NoRoute,
     /// The route exists but its backend cannot be used (the snapshot says why).
@@ -32,6 +47,8 @@ pub(crate) enum ErrorKind {
     UpstreamConnect,
     UpstreamConnectTimeout,
     UpstreamTimeout,
+    /// The endpoint stopped reading the request body for longer than the route's `send_timeout`.
+    UpstreamSendTimeout,
     UpstreamReset,
     UpstreamProtocol,
 }
@@ -68,6 +85,11 @@ impl GatewayError {
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         headers.insert(X_PORTIER_ERROR.clone(), HeaderValue::from_static(self.kind.as_str()));
+        if self.kind.closes() {
+            // RFC 9112 §6.3/§11.2: after a framing error the rest of the stream cannot be trusted;
+            // after a refused or stalled body, reading on to find the next request is not worth it.
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -79,6 +101,13 @@ impl ErrorKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad-request",
+            ErrorKind::BadFraming => "bad-framing",
+            ErrorKind::BadPath => "bad-path",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Misdirected => "misdirected",
+            ErrorKind::BodyTimeout => "body-timeout",
+            ErrorKind::BodyTooLarge => "body-too-large",
+            ErrorKind::HeaderTooLarge => "header-too-large",
             ErrorKind::MethodNotAllowed => "method-not-allowed",
             ErrorKind::NoRoute => "no-route",
             ErrorKind::BackendUnavailable => "backend-unavailable",
@@ -86,6 +115,7 @@ impl ErrorKind {
             ErrorKind::UpstreamConnect => "upstream-connect",
             ErrorKind::UpstreamConnectTimeout => "upstream-connect-timeout",
             ErrorKind::UpstreamTimeout => "upstream-timeout",
+            ErrorKind::UpstreamSendTimeout => "upstream-send-timeout",
             ErrorKind::UpstreamReset => "upstream-reset",
             ErrorKind::UpstreamProtocol => "upstream-protocol",
         }
@@ -93,7 +123,12 @@ impl ErrorKind {
 
     pub(crate) fn status(self) -> StatusCode {
         match self {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest | ErrorKind::BadFraming | ErrorKind::BadPath => StatusCode::BAD_REQUEST,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::BackendUnavailable | ErrorKind::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,17 +136,36 @@ impl ErrorKind {
                 StatusCode::BAD_GATEWAY
             }
             // nginx answers 504 for both timeouts too: the endpoint exists but did not answer.
-            ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamSendTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
+    }
+
+    /// Whether the connection is closed after this error (HTTP/1.1 `Connection: close`).
+    pub(crate) fn closes(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::BadFraming | ErrorKind::BodyTimeout | ErrorKind::BodyTooLarge | ErrorKind::HeaderTooLarge
+        )
     }
 
     pub(crate) fn side(self) -> Side {
         match self {
-            ErrorKind::BadRequest | ErrorKind::MethodNotAllowed => Side::Client,
+            ErrorKind::BadRequest
+            | ErrorKind::BadFraming
+            | ErrorKind::BadPath
+            | ErrorKind::Forbidden
+            | ErrorKind::Misdirected
+            | ErrorKind::BodyTimeout
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::HeaderTooLarge
+            | ErrorKind::MethodNotAllowed => Side::Client,
             ErrorKind::NoRoute | ErrorKind::BackendUnavailable | ErrorKind::NoEndpoints => Side::Config,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamSendTimeout
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => Side::Upstream,
         }
@@ -126,6 +180,14 @@ mod tests {
     fn status_follows_side() {
         let kinds = [
             ErrorKind::BadRequest,
+            ErrorKind::BadFraming,
+            ErrorKind::BadPath,
+            ErrorKind::Forbidden,
+            ErrorKind::Misdirected,
+            ErrorKind::BodyTimeout,
+            ErrorKind::BodyTooLarge,
+            ErrorKind::HeaderTooLarge,
+            ErrorKind::UpstreamSendTimeout,
             ErrorKind::MethodNotAllowed,
             ErrorKind::NoRoute,
             ErrorKind::BackendUnavailable,

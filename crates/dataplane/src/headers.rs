@@ -7,6 +7,7 @@ use http::header::{
 };
 use http::Version;
 
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -28,9 +29,19 @@ pub(crate) struct Forwarded<'a> {
 }
 
 /// Whether a request asks to switch protocols (WebSocket and friends): HTTP/1.1 with an `Upgrade`
-/// header and `upgrade` among the `Connection` options (RFC 9110 §7.8).
+/// header and `upgrade` among the `Connection` options (RFC 9110 §7.8). `h2c` is never an
+/// upgrade here (RFC 9113 §3.1 deprecates it, and forwarding it lets a client talk HTTP/2 to the
+/// upstream past the gateway's checks): such a request is served as plain HTTP/1.1.
 pub(crate) fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11 && headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
+    version == Version::HTTP_11
+        && headers.contains_key(UPGRADE)
+        && connection_has(headers, "upgrade")
+        && !headers
+            .get_all(UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("h2c"))
 }
 
 /// Removes the hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`,
@@ -62,7 +73,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION] {
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &HTTP2_SETTINGS] {
         headers.remove(name);
     }
     for name in [TE, TRANSFER_ENCODING, TRAILER, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION] {
@@ -213,6 +224,11 @@ mod tests {
                 true,
             ),
             (Version::HTTP_11, &[("upgrade", "websocket")][..], false),
+            (
+                Version::HTTP_11,
+                &[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c")][..],
+                false,
+            ),
             (Version::HTTP_11, &[("connection", "upgrade")][..], false),
             (
                 Version::HTTP_10,

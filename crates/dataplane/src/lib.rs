@@ -8,7 +8,9 @@
 // Tests may unwrap: a panic there is a failed assertion, not a crash on input (STYLE.md §6).
 
 mod body;
+mod connect;
 mod error;
+mod guard;
 mod headers;
 mod proxy;
 mod server;
@@ -22,7 +24,12 @@ use portier_telemetry::{AccessLog, Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Tuning of the data plane; [`Default`] gives production values.
+/// Tuning of the data plane that the snapshot does not carry; [`Default`] gives production values.
+///
+/// Timeouts and limits come from the snapshot: [`GlobalSettings`](portier_snapshot::GlobalSettings)
+/// of the snapshot live when a connection is accepted (header, body, keep-alive, HTTP/2 limits),
+/// and the matched route's [`RoutePolicy`](portier_snapshot::RoutePolicy) per request (body size,
+/// upstream connect, read and send timeouts).
 #[derive(Debug, Clone)]
 pub struct DataplaneConfig {
     /// Port put in `https://` redirects; left out of the URL when 443.
@@ -30,13 +37,6 @@ pub struct DataplaneConfig {
     /// After shutdown is requested, how long in-flight requests and tunnels may take before their
     /// connections are closed.
     pub drain_timeout: Duration,
-    /// Limit on opening a TCP connection to an endpoint; past it the client gets a 504.
-    pub upstream_connect_timeout: Duration,
-    /// Limit from sending the request to receiving the upstream's response headers (504 after).
-    pub upstream_response_timeout: Duration,
-    /// Limit on receiving a request's headers (and, on an idle keep-alive connection, the next
-    /// request), on the TLS handshake, and on a new connection's first bytes: defeats slowloris.
-    pub header_read_timeout: Duration,
 }
 
 /// The data plane. Build it once, then [`run`](Dataplane::run) it until shutdown.
@@ -51,9 +51,6 @@ impl Default for DataplaneConfig {
         Self {
             https_redirect_port: 443,
             drain_timeout: Duration::from_secs(30),
-            upstream_connect_timeout: Duration::from_secs(5),
-            upstream_response_timeout: Duration::from_secs(60),
-            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -1,24 +1,27 @@
 //! The request path: find the route in the live snapshot, then redirect, answer statically, or
 //! proxy to one endpoint of the route's cluster.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::error::Error as _;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, HOST, LOCATION, USER_AGENT};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use portier_snapshot::{normalize_host, Action, Route, StaticReply};
+use portier_snapshot::{normalize_host, normalize_path, Action, Route, RoutePolicy, Snapshot, StaticReply};
 use portier_telemetry::AccessRecord;
 use tracing::{debug, debug_span, warn, Instrument};
 
-use crate::body::{Finish, Observed, RequestBody, ResponseBody};
+use crate::body::{BodyFailure, BodyWatch, Finish, Observed, RequestBody, ResponseBody};
+use crate::connect::CONNECT_TIMEOUT;
 use crate::error::{ErrorKind, GatewayError, Side};
+use crate::guard::Verdict;
 use crate::headers::{self, Forwarded};
 use crate::server::Conn;
 
@@ -43,31 +46,39 @@ struct Exchange {
 /// Serves one request. Never fails: every problem becomes a response from [`GatewayError`].
 pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<Observed>, Infallible> {
     let start = Instant::now();
+    let index = conn.requests.fetch_add(1, Ordering::Relaxed);
     let host = request_host(&req);
     let mut record = if conn.shared.access_log.is_enabled() {
         Some(Box::new(access_record(&conn, &req, host.as_ref().ok())))
     } else {
         None
     };
-    let received = record.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
+    // Only bodies and the access log need a watch: a bodiless GET allocates nothing here.
+    let watch = (record.is_some() || !http_body::Body::is_end_stream(req.body())).then(|| Arc::new(BodyWatch::new()));
     let mut ex = Exchange::default();
     // Debug level: with the default `info` filter the span is never built on the hot path.
     let span = debug_span!("req", http.method = %req.method(), http.path = req.uri().path());
-    let result = match host {
-        Ok(host) => {
-            route(&conn, req, host, &mut ex, received.clone())
-                .instrument(span)
-                .await
-        }
+    let upgrade_asked = req.headers().contains_key(UPGRADE);
+    let result = match check_message(&conn, index, &req).and(host) {
+        Ok(host) => route(&conn, req, host, &mut ex, watch.clone()).instrument(span).await,
         Err(e) => Err(e),
     };
-    let (resp, error) = match result {
+    let (mut resp, error) = match result {
         Ok(resp) => (resp, None),
         Err(e) => {
             report(&e, &ex);
             (e.response(), Some(e.kind.as_str()))
         }
     };
+    if conn.guard.is_some() {
+        // HTTP/1: close after `keep_alive_requests` requests (nginx `keepalive_requests`), and
+        // after an upgrade that did not happen (the head inspection stopped at it).
+        let last = index.saturating_add(1) >= u64::from(conn.settings.keep_alive_requests);
+        let refused_upgrade = upgrade_asked && resp.status() != StatusCode::SWITCHING_PROTOCOLS;
+        if last || refused_upgrade {
+            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
     if let Some(record) = record.as_mut() {
         record.upstream = ex.upstream;
     }
@@ -79,9 +90,55 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
         error,
         bytes_sent: 0,
         record,
-        received,
+        received: watch,
     };
     Ok(resp.map(|body| Observed::new(body, finish)))
+}
+
+/// Checks on the message itself, before anything about the route: what the HTTP/1 head
+/// inspection found, the header count (HTTP/2; HTTP/1 counts in the inspection), and the framing
+/// headers hyper leaves to us.
+fn check_message<B>(conn: &Conn, index: u64, req: &Request<B>) -> Result<(), GatewayError> {
+    if let Some(verdict) = conn.guard.as_ref().and_then(|g| g.verdict(index)) {
+        return Err(match verdict {
+            Verdict::Framing(why) => GatewayError::new(ErrorKind::BadFraming, why),
+            Verdict::TooLarge => too_large(),
+        });
+    }
+    if req.headers().len() > conn.settings.max_header_count {
+        return Err(too_large());
+    }
+    let headers = req.headers();
+    if req.version() == Version::HTTP_10 && headers.contains_key(TRANSFER_ENCODING) {
+        // RFC 9112 §6.1: an HTTP/1.0 recipient cannot know chunked; hyper refuses it too.
+        return Err(GatewayError::new(
+            ErrorKind::BadFraming,
+            "Transfer-Encoding on an HTTP/1.0 request",
+        ));
+    }
+    let mut te = headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(first) = te.next() {
+        if te.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err(GatewayError::new(
+                ErrorKind::BadFraming,
+                "Transfer-Encoding other than chunked",
+            ));
+        }
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(GatewayError::new(
+                ErrorKind::BadFraming,
+                "Content-Length together with Transfer-Encoding",
+            ));
+        }
+    }
+    if headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+        return Err(GatewayError::new(ErrorKind::BadFraming, "more than one Content-Length"));
+    }
+    Ok(())
+}
+
+fn too_large() -> GatewayError {
+    GatewayError::new(ErrorKind::HeaderTooLarge, "the request head is too large")
 }
 
 async fn route(
@@ -89,7 +146,7 @@ async fn route(
     req: Request<Incoming>,
     host: RequestHost,
     ex: &mut Exchange,
-    received: Option<Arc<AtomicU64>>,
+    watch: Option<Arc<BodyWatch>>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     if req.method() == Method::CONNECT {
         // An ingress is not a forward proxy: tunnelling to arbitrary authorities is refused.
@@ -98,16 +155,28 @@ async fn route(
             "CONNECT is not supported",
         ));
     }
+    // A clone shares the received bytes (no allocation); `path` borrows from it while `req` moves on.
+    let uri = req.uri().clone();
+    let path = request_path(req.method(), &uri)?;
     // The one snapshot load of this request; it stays alive until the response headers are out.
     let snap = conn.shared.cell.load();
     let name = normalize_host(host.raw.to_str().unwrap_or_default());
-    let Some(route) = snap.routes().find(&name, req.uri().path()) else {
+    check_misdirected(conn, &snap, &name)?;
+    let Some(route) = snap.routes().find(&name, &path) else {
         return Err(GatewayError::new(
             ErrorKind::NoRoute,
             "no route matches this host and path",
         ));
     };
     ex.route = Some(route.clone());
+    let policy = &route.policy;
+    if !policy.admits(conn.client.ip()) {
+        return Err(GatewayError::new(
+            ErrorKind::Forbidden,
+            "the client address is not allowed on this route",
+        ));
+    }
+    check_declared_length(&req, policy)?;
     // Without a host there is nothing to redirect to; serve the route as it is.
     if !conn.tls && route.https_redirect && !name.is_empty() {
         return redirect(&name, req.uri(), conn.shared.cfg.https_redirect_port);
@@ -133,18 +202,83 @@ async fn route(
                 ));
             };
             ex.upstream = Some(endpoint);
-            proxy(conn, req, host, endpoint, &cluster.name, received).await
+            let target = Target { endpoint, path: &path };
+            proxy(conn, req, host, target, &cluster.name, policy, watch).await
         }
     }
+}
+
+/// The normalized request path (see `portier_snapshot::normalize_path`); `*` stays for OPTIONS.
+fn request_path<'u>(method: &Method, uri: &'u Uri) -> Result<Cow<'u, str>, GatewayError> {
+    let raw = uri.path();
+    if raw == "*" && method == Method::OPTIONS {
+        return Ok(Cow::Borrowed(raw));
+    }
+    normalize_path(raw).map_err(|e| GatewayError::new(ErrorKind::BadPath, e.to_string()))
+}
+
+/// RFC 9110 §15.5.20: a request on a TLS connection whose host would be served by another
+/// certificate than the one the handshake chose (its SNI) is misdirected; connection reuse by
+/// browsers across names of one certificate stays allowed.
+fn check_misdirected(conn: &Conn, snap: &Snapshot, host: &str) -> Result<(), GatewayError> {
+    let Some(sni) = conn.sni.as_deref() else {
+        return Ok(());
+    };
+    if host.is_empty() || host == sni {
+        return Ok(());
+    }
+    let tls = snap.tls();
+    let same = match (tls.lookup(Some(sni)), tls.lookup(Some(host))) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(&a.certified, &b.certified) || a.certified.cert == b.certified.cert,
+        _ => false,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorKind::Misdirected,
+            "this host is not served by the certificate of this connection",
+        ))
+    }
+}
+
+/// 413 from `Content-Length` before the upstream is contacted; bodies without one are counted
+/// as they stream (see [`RequestBody`]).
+fn check_declared_length<B>(req: &Request<B>, policy: &RoutePolicy) -> Result<(), GatewayError> {
+    let (Some(limit), Some(value)) = (policy.max_body_bytes, req.headers().get(CONTENT_LENGTH)) else {
+        return Ok(());
+    };
+    let declared = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n <= limit => Ok(()),
+        Some(_) => Err(body_too_large()),
+        None => Err(GatewayError::new(ErrorKind::BadFraming, "invalid Content-Length")),
+    }
+}
+
+fn body_too_large() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::BodyTooLarge,
+        "the request body is larger than this route allows",
+    )
+}
+
+/// Where a proxied request goes.
+struct Target<'a> {
+    endpoint: SocketAddr,
+    /// The normalized path, forwarded instead of the one received.
+    path: &'a str,
 }
 
 async fn proxy(
     conn: &Arc<Conn>,
     req: Request<Incoming>,
     host: RequestHost,
-    endpoint: SocketAddr,
+    target: Target<'_>,
     cluster: &str,
-    received: Option<Arc<AtomicU64>>,
+    policy: &RoutePolicy,
+    watch: Option<Arc<BodyWatch>>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     let upgrade = headers::is_upgrade_request(parts.version, &parts.headers);
@@ -169,26 +303,41 @@ async fn proxy(
         },
     );
 
-    let mut up = Request::new(RequestBody::new(body, received));
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let body_watch = if has_body { watch.clone() } else { None };
+    let mut up = Request::new(RequestBody::new(
+        body,
+        watch,
+        policy.max_body_bytes,
+        conn.settings.client_body_timeout,
+    ));
     *up.method_mut() = parts.method;
-    *up.uri_mut() = upstream_uri(endpoint, &parts.uri)?;
+    *up.uri_mut() = upstream_uri(target.endpoint, target.path, &parts.uri)?;
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = hdrs;
 
     let shared = &conn.shared;
-    let sent = tokio::time::timeout(shared.cfg.upstream_response_timeout, shared.client.request(up)).await;
+    let sending = CONNECT_TIMEOUT.scope(policy.connect_timeout, shared.client.request(up));
+    let sent = match &body_watch {
+        None => tokio::time::timeout(policy.read_timeout, sending).await.ok(),
+        Some(w) => tokio::select! {
+            r = sending => Some(r),
+            stall = watch_upload(w, policy) => return Err(stall.error(cluster, policy)),
+        },
+    };
     let resp = match sent {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(classify(&e, cluster)),
-        Err(_) => {
-            return Err(GatewayError::new(
-                ErrorKind::UpstreamTimeout,
-                format!(
-                    "backend {cluster} sent no response within {}s",
-                    shared.cfg.upstream_response_timeout.as_secs_f32()
+        Some(Ok(resp)) => resp,
+        Some(Err(e)) => {
+            return Err(match body_watch.as_ref().and_then(|w| w.failure()) {
+                Some(BodyFailure::TooLarge) => body_too_large(),
+                Some(BodyFailure::Timeout) => GatewayError::new(
+                    ErrorKind::BodyTimeout,
+                    "the request body stalled for longer than the client body timeout",
                 ),
-            ))
+                None => classify(&e, cluster),
+            })
         }
+        None => return Err(Stall::Read.error(cluster, policy)),
     };
 
     let (mut rparts, rbody) = resp.into_parts();
@@ -207,6 +356,54 @@ async fn proxy(
     rparts.extensions = Extensions::new();
     rparts.version = Version::HTTP_11;
     Ok(Response::from_parts(rparts, ResponseBody::Upstream(rbody)))
+}
+
+/// Which upstream deadline passed.
+#[derive(Debug, Clone, Copy)]
+enum Stall {
+    /// No response headers within `read_timeout` of the request (body included) being sent.
+    Read,
+    /// The upstream stopped taking request body bytes for longer than `send_timeout`.
+    Send,
+}
+
+impl Stall {
+    fn error(self, cluster: &str, policy: &RoutePolicy) -> GatewayError {
+        match self {
+            Stall::Read => GatewayError::new(
+                ErrorKind::UpstreamTimeout,
+                format!(
+                    "backend {cluster} sent no response within {}s",
+                    policy.read_timeout.as_secs_f32()
+                ),
+            ),
+            Stall::Send => GatewayError::new(
+                ErrorKind::UpstreamSendTimeout,
+                format!(
+                    "backend {cluster} stopped reading the request body for {}s",
+                    policy.send_timeout.as_secs_f32()
+                ),
+            ),
+        }
+    }
+}
+
+/// Resolves when an upload stalls on the upstream side: it holds a chunk for longer than
+/// `send_timeout`, or has had the whole body for longer than `read_timeout` without answering.
+/// A stall on the client side is the body's own `client_body_timeout`.
+async fn watch_upload(w: &BodyWatch, policy: &RoutePolicy) -> Stall {
+    let tick =
+        (policy.send_timeout.min(policy.read_timeout) / 8).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if let Some(ended) = w.ended_for() {
+            if ended >= policy.read_timeout {
+                return Stall::Read;
+            }
+        } else if w.stalled_for().is_some_and(|s| s >= policy.send_timeout) {
+            return Stall::Send;
+        }
+    }
 }
 
 /// The host of a request: the authority of the target for HTTP/2 and absolute-form requests,
@@ -245,19 +442,28 @@ fn request_host<B>(req: &Request<B>) -> Result<RequestHost, GatewayError> {
     }
 }
 
-/// `http://endpoint/path?query`: the legacy client connects to the authority and sends the path
-/// and query in origin form, byte for byte as the client sent them (no re-encoding).
-fn upstream_uri(endpoint: SocketAddr, target: &Uri) -> Result<Uri, GatewayError> {
+/// `http://endpoint/path?query`: the legacy client connects to the authority and sends the
+/// normalized path and the query in origin form, the query byte for byte as the client sent it.
+fn upstream_uri(endpoint: SocketAddr, path: &str, target: &Uri) -> Result<Uri, GatewayError> {
     let authority = Authority::try_from(endpoint.to_string())
         .map_err(|_| GatewayError::new(ErrorKind::BadRequest, "cannot address the endpoint"))?;
-    let path = target
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_and_query = match target.path_and_query() {
+        // Already normal: reuse the received bytes.
+        Some(pq) if pq.path() == path => pq.clone(),
+        Some(pq) => {
+            let joined = match pq.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            };
+            PathAndQuery::try_from(joined)
+                .map_err(|_| GatewayError::new(ErrorKind::BadRequest, "invalid request target"))?
+        }
+        None => PathAndQuery::from_static("/"),
+    };
     Uri::builder()
         .scheme(Scheme::HTTP)
         .authority(authority)
-        .path_and_query(path)
+        .path_and_query(path_and_query)
         .build()
         .map_err(|_| GatewayError::new(ErrorKind::BadRequest, "invalid request target"))
 }
@@ -438,15 +644,20 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uri_keeps_the_raw_target() {
+    fn upstream_uri_has_the_normalized_path_and_the_raw_query() {
         let ep: SocketAddr = "10.0.0.1:8080".parse().unwrap();
         let cases = [
             ("/a%2Fb?q=%20x&y", "http://10.0.0.1:8080/a%2Fb?q=%20x&y"),
+            ("/a/../%7e//b?q=/../%2e", "http://10.0.0.1:8080/~/b?q=/../%2e"),
             ("http://shop.example/p?q", "http://10.0.0.1:8080/p?q"),
             ("*", "http://10.0.0.1:8080*"),
         ];
         for (target, want) in cases {
-            let got = upstream_uri(ep, &target.parse().unwrap()).map(|u| u.to_string());
+            let uri: Uri = target.parse().unwrap();
+            let path = normalize_path(uri.path())
+                .map(|p| p.into_owned())
+                .unwrap_or_else(|_| uri.path().to_owned());
+            let got = upstream_uri(ep, &path, &uri).map(|u| u.to_string());
             // `*` (OPTIONS) has no path to forward; building it may fail, but must not panic.
             if target != "*" {
                 assert_eq!(got.unwrap(), want, "{target}");
@@ -454,7 +665,7 @@ mod tests {
         }
         let v6: SocketAddr = "[::1]:80".parse().unwrap();
         assert_eq!(
-            upstream_uri(v6, &"/".parse().unwrap()).unwrap().to_string(),
+            upstream_uri(v6, "/", &"/".parse().unwrap()).unwrap().to_string(),
             "http://[::1]:80/"
         );
     }

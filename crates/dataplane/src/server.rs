@@ -1,19 +1,22 @@
 //! Listeners and connections: accept loops, TLS handshakes, protocol selection, HTTP serving,
 //! upgraded tunnels, and the drain on shutdown.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicU64;
+
 use http::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use portier_snapshot::SnapshotCell;
+use portier_snapshot::{GlobalSettings, SnapshotCell};
 use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, Metrics};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +26,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, field, info, info_span, warn, Instrument};
 
 use crate::body::RequestBody;
+use crate::connect::Connector;
+use crate::guard::{GuardState, Guarded};
 use crate::DataplaneConfig;
 
 /// State shared by every connection of one [`Dataplane`](crate::Dataplane).
@@ -32,11 +37,7 @@ pub(crate) struct Shared {
     pub(crate) access_log: AccessLog,
     pub(crate) cfg: DataplaneConfig,
     /// Keep-alive pool per endpoint address (the pool key is the URI authority).
-    pub(crate) client: Client<HttpConnector, RequestBody>,
-    /// HTTP/1.1 only: plain connections without the HTTP/2 preface, TLS without ALPN `h2`.
-    h1: auto::Builder<TokioExecutor>,
-    /// HTTP/2 only: plain connections with the preface (h2c prior knowledge), TLS with ALPN `h2`.
-    h2: auto::Builder<TokioExecutor>,
+    pub(crate) client: Client<Connector, RequestBody>,
     tls: TlsAcceptor,
     /// Every connection and tunnel task, so shutdown can wait for them.
     tracker: TaskTracker,
@@ -54,8 +55,26 @@ pub(crate) struct Conn {
     pub(crate) client_ip: HeaderValue,
     /// The listener port as a header value, for `X-Forwarded-Port`.
     pub(crate) local_port: HeaderValue,
+    /// The global settings of the snapshot live when the connection was accepted.
+    pub(crate) settings: Arc<GlobalSettings>,
+    /// The TLS server name the client asked for, lower-case; `None` on plain connections.
+    pub(crate) sni: Option<Box<str>>,
+    /// Requests started on this connection: the index of the next one.
+    pub(crate) requests: AtomicU64,
+    /// HTTP/1 connections: what the head inspection found (see [`crate::guard`]).
+    pub(crate) guard: Option<Arc<GuardState>>,
     /// Counts the connection as open until every request, response body and tunnel of it is done.
     _open: ConnectionGuard,
+}
+
+/// A connection between accept and its first request: the [`Conn`] is built once the TLS server
+/// name and the protocol are known.
+struct Accepted {
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    tls: bool,
+    local_port: HeaderValue,
+    open: ConnectionGuard,
 }
 
 /// One listener being served.
@@ -73,8 +92,17 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// After the drain deadline, how long closing the remaining connections may take.
 const FORCE_GRACE: Duration = Duration::from_secs(1);
-/// How long an idle upstream connection stays in the pool.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+/// HTTP/2: streams the client may reset before the server accepts them, per connection; more is
+/// a rapid-reset attack (CVE-2023-44487) and ends the connection with GOAWAY (ENHANCE_YOUR_CALM).
+const H2_MAX_PENDING_ACCEPT_RESET: usize = 20;
+/// HTTP/2: streams the server may reset because of client errors before it sends GOAWAY.
+const H2_MAX_LOCAL_ERROR_RESET: usize = 256;
+/// HTTP/2: bytes buffered per stream for sending before the stream waits for the client.
+const H2_MAX_SEND_BUF: usize = 256 * 1024;
+/// HTTP/2: a PING every so often on a quiet connection, and how long its ACK may take before the
+/// connection is considered dead.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 // === impl Shared ===
 
@@ -85,22 +113,12 @@ impl Shared {
         access_log: AccessLog,
         cfg: DataplaneConfig,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.upstream_connect_timeout));
+        // The pool idle timeout is read once, at startup: the pool is shared by all snapshots.
+        let pool_idle = cell.load().settings().upstream_keepalive_timeout;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
-
-        let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
-        h1.http1()
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            // Also bounds the wait for the next request on an idle keep-alive connection.
-            .header_read_timeout(cfg.header_read_timeout);
-        let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
-        h2.http2().timer(TokioTimer::new());
+            .pool_idle_timeout(pool_idle)
+            .build(Connector::new());
 
         let tls = TlsAcceptor::from(crate::tls::server_config(cell.clone()));
         Self {
@@ -109,8 +127,6 @@ impl Shared {
             access_log,
             cfg,
             client,
-            h1,
-            h2,
             tls,
             tracker: TaskTracker::new(),
             force: CancellationToken::new(),
@@ -224,30 +240,30 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: Cancella
             tls.sni = field::Empty,
             tls.cert = field::Empty,
         );
-        let conn = Arc::new(Conn {
+        let accepted = Accepted {
             shared: shared.clone(),
             client: peer,
             tls: listener.tls,
-            client_ip: ip_header(peer),
             local_port: listener.port.clone(),
-            _open: listener.gauge.open(),
-        });
+            open: listener.gauge.open(),
+        };
         shared
             .tracker
-            .spawn(serve_tcp(conn, stream, shutdown.clone()).instrument(span));
+            .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
     }
 }
 
-async fn serve_tcp(conn: Arc<Conn>, stream: TcpStream, shutdown: CancellationToken) {
+async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: CancellationToken) {
     // Responses are written whole by hyper; Nagle would only delay the last segment.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let shared = conn.shared.clone();
-    let limit = shared.cfg.header_read_timeout;
-    if conn.tls {
+    // The settings of the snapshot live now apply to the whole connection.
+    let settings = accepted.shared.cell.load().settings().clone();
+    let limit = settings.client_header_timeout;
+    if accepted.tls {
         let handshake = tokio::select! {
-            r = tokio::time::timeout(limit, shared.tls.accept(stream)) => r,
+            r = tokio::time::timeout(limit, accepted.shared.tls.accept(stream)) => r,
             _ = shutdown.cancelled() => return,
         };
         let tls = match handshake {
@@ -256,11 +272,14 @@ async fn serve_tcp(conn: Arc<Conn>, stream: TcpStream, shutdown: CancellationTok
             Err(_) => return debug!("tls handshake timed out"),
         };
         let session = tls.get_ref().1;
-        if let Some(sni) = session.server_name() {
-            tracing::Span::current().record("tls.sni", sni);
+        let sni: Option<Box<str>> = session
+            .server_name()
+            .map(|s| portier_snapshot::normalize_host(s).into());
+        if let Some(sni) = &sni {
+            tracing::Span::current().record("tls.sni", &**sni);
         }
         let h2 = session.alpn_protocol() == Some(b"h2");
-        serve_http(conn, tls, h2, &shutdown).await;
+        serve_http(accepted, settings, sni, tls, h2, &shutdown).await;
     } else {
         // Decide the protocol ourselves, under a deadline: hyper's own detection waits for the
         // first bytes without one, so a silent client would hold the connection forever.
@@ -269,29 +288,99 @@ async fn serve_tcp(conn: Arc<Conn>, stream: TcpStream, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
         };
         match sniffed {
-            Ok(Ok(Some(h2))) => serve_http(conn, stream, h2, &shutdown).await,
+            Ok(Ok(Some(h2))) => serve_http(accepted, settings, None, stream, h2, &shutdown).await,
             Ok(Ok(None)) => debug!("connection closed before a request"),
             Ok(Err(e)) => debug!(error = %e, "connection failed before a request"),
-            Err(_) => debug!("no request within the header read timeout"),
+            Err(_) => debug!("no request within the client header timeout"),
         }
     }
 }
 
 /// Serves HTTP on one connection until it ends. On shutdown, asks hyper to finish the requests in
 /// flight and close (HTTP/1.1: no more keep-alive; HTTP/2: GOAWAY); at the drain deadline, drops it.
-async fn serve_http<I>(conn: Arc<Conn>, io: I, h2: bool, shutdown: &CancellationToken)
-where
+async fn serve_http<I>(
+    accepted: Accepted,
+    settings: Arc<GlobalSettings>,
+    sni: Option<Box<str>>,
+    io: I,
+    h2: bool,
+    shutdown: &CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = conn.shared.clone();
-    let builder = if h2 { &shared.h2 } else { &shared.h1 };
-    let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let Accepted {
+        shared,
+        client,
+        tls,
+        local_port,
+        open,
+    } = accepted;
+    let s = settings.clone();
+    let mut conn = Conn {
+        shared: shared.clone(),
+        client,
+        tls,
+        client_ip: ip_header(client),
+        local_port,
+        settings,
+        sni,
+        requests: AtomicU64::new(0),
+        guard: None,
+        _open: open,
+    };
+    if h2 {
+        let conn = Arc::new(conn);
+        let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(s.http2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET)
+            // HPACK-decoded size of a header block; over it h2 answers the stream with 431. The
+            // same block is also bounded while CONTINUATION frames arrive (h2 >= 0.4.4).
+            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+            .max_send_buf_size(H2_MAX_SEND_BUF)
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
+    } else {
+        let (io, guard) = Guarded::new(io, s.max_header_bytes, s.max_header_count, s.client_header_timeout);
+        conn.guard = Some(guard);
+        let conn = Arc::new(conn);
+        let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            // hyper's timer runs from the end of one exchange to the end of the next head, so it
+            // is the idle keep-alive limit; the head itself is timed by `Guarded` from its first
+            // byte (client_header_timeout).
+            .header_read_timeout(s.keep_alive_timeout.max(s.client_header_timeout))
+            // hyper's own limits are a backstop at twice ours: below them the guard sees the head
+            // and the service answers 431 with `x-portier-error`; above, hyper answers a bare 431.
+            .max_headers(s.max_header_count.saturating_mul(2).max(1))
+            .max_header_size(s.max_header_bytes.saturating_mul(2).max(1))
+            .max_buf_size(s.max_header_bytes.saturating_mul(2).max(MIN_BUF) + MIN_BUF);
+        let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// hyper's smallest accepted `max_buf_size`.
+const MIN_BUF: usize = 8192;
+
+async fn drive<C, E>(connection: C, shared: &Shared, shutdown: &CancellationToken, graceful: fn(Pin<&mut C>))
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(connection);
     let result = tokio::select! {
         r = connection.as_mut() => r,
         _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
+            graceful(connection.as_mut());
             tokio::select! {
                 r = connection.as_mut() => r,
                 _ = shared.force.cancelled() => return,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::Full;
-use portier_snapshot::{Action, Cluster, ClusterId, StaticReply, TlsStore};
+use portier_snapshot::{Action, Cluster, ClusterId, GlobalSettings, RoutePolicy, StaticReply, TlsStore};
 use portier_telemetry::{AccessLog, AccessLogTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -304,20 +304,22 @@ async fn upgrade_is_spliced_and_survives_a_reload() {
 async fn upstream_failures_are_gateway_errors() {
     let refused = closed_port().await;
     let silent = silent_upstream().await;
-    let mut cfg = config();
-    cfg.upstream_response_timeout = Duration::from_millis(300);
+    let policy = RoutePolicy {
+        read_timeout: Duration::from_millis(300),
+        ..RoutePolicy::default()
+    };
     let gw = Gateway::start_with(
         snapshot(
             vec![
-                route("refused.example", "/", proxy_to(0)),
-                route("silent.example", "/", proxy_to(1)),
+                route_with("refused.example", "/", proxy_to(0), policy.clone()),
+                route_with("silent.example", "/", proxy_to(1), policy),
             ],
             vec![
                 Cluster::new("shop/refused:80", "shop/refused", vec![refused]),
                 Cluster::new("shop/silent:80", "shop/silent", vec![silent]),
             ],
         ),
-        cfg,
+        config(),
         AccessLog::off(),
     )
     .await;
@@ -394,10 +396,13 @@ async fn drain_deadline_closes_what_is_left() {
     let silent = silent_upstream().await;
     let mut cfg = config();
     cfg.drain_timeout = Duration::from_millis(200);
-    cfg.upstream_response_timeout = Duration::from_secs(30);
+    let policy = RoutePolicy {
+        read_timeout: Duration::from_secs(30),
+        ..RoutePolicy::default()
+    };
     let gw = Gateway::start_with(
         snapshot(
-            vec![route("shop.example", "/", proxy_to(0))],
+            vec![route_with("shop.example", "/", proxy_to(0), policy)],
             vec![Cluster::new("s:80", "s", vec![silent])],
         ),
         cfg,
@@ -424,10 +429,12 @@ async fn drain_deadline_closes_what_is_left() {
 }
 
 #[tokio::test]
-async fn silent_client_is_closed_after_the_header_read_timeout() {
-    let mut cfg = config();
-    cfg.header_read_timeout = Duration::from_millis(200);
-    let gw = Gateway::start_with(snapshot(vec![], vec![]), cfg, AccessLog::off()).await;
+async fn silent_client_is_closed_after_the_client_header_timeout() {
+    let settings = GlobalSettings {
+        client_header_timeout: Duration::from_millis(200),
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(snapshot(vec![], vec![]).with_settings(settings)).await;
     for tls in [false, true] {
         let addr = if tls { gw.https } else { gw.http };
         let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -37,6 +37,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         ingress_class: args.class.ingress_class.clone(),
         controller_name: args.class.controller_name.clone(),
         fallback_cert: fallback,
+        configmap: args.class.configmap.clone(),
     };
     let compiled = compile(&model, &opts);
     let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();

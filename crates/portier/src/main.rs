@@ -27,7 +27,7 @@ enum Command {
     Check(CheckArgs),
 }
 
-/// Which Ingresses are ours (shared by `serve` and `check`).
+/// Which Ingresses are ours, and the global settings (shared by `serve` and `check`).
 #[derive(Debug, Clone, Args)]
 struct ClassArgs {
     /// Value of the legacy `kubernetes.io/ingress.class` annotation that selects this controller.
@@ -36,6 +36,10 @@ struct ClassArgs {
     /// `spec.controller` of the IngressClasses this controller serves.
     #[arg(long, default_value = "portier.dev/ingress-controller")]
     controller_name: String,
+    /// ingress-nginx-style ConfigMap with global settings (timeouts, limits, keep-alive), read
+    /// from the config directory. See docs/configuration.md for the keys.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_configmap_ref)]
+    configmap: Option<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +88,23 @@ struct CheckArgs {
     output: check::Format,
 }
 
+/// `--configmap NAMESPACE/NAME`: both parts non-empty Kubernetes names.
+fn parse_configmap_ref(s: &str) -> Result<(String, String), String> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 253
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    match s.split_once('/') {
+        Some((ns, name)) if valid(ns) && valid(name) => Ok((ns.to_owned(), name.to_owned())),
+        _ => Err(format!(
+            "expected NAMESPACE/NAME such as ingress-nginx/ingress-nginx-controller, got {s:?}"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Both rustls providers can end up in one build through dependencies; pick ours explicitly so
@@ -98,5 +119,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configmap_ref_is_namespace_slash_name() {
+        let cases = [
+            (
+                "ingress-nginx/ingress-nginx-controller",
+                Some(("ingress-nginx", "ingress-nginx-controller")),
+            ),
+            ("default/portier.settings", Some(("default", "portier.settings"))),
+            ("name-only", None),
+            ("/name", None),
+            ("ns/", None),
+            ("a/b/c", None),
+            ("NS/Name", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            let got = parse_configmap_ref(input).ok();
+            let want = want.map(|(a, b)| (a.to_owned(), b.to_owned()));
+            assert_eq!(got, want, "{input:?}");
+        }
     }
 }

@@ -51,6 +51,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingress_class: class.ingress_class,
         controller_name: class.controller_name,
         fallback_cert: fallback_cert.clone(),
+        configmap: class.configmap,
     };
     let access_target: AccessLogTarget = access_log
         .parse()
@@ -58,6 +59,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Read and compile the configuration before binding anything, so a process that listens is a
     // process that routes.
+    // Watch before the first scan: a file written between the scan and the watch would otherwise
+    // go unnoticed until some other file changes.
+    let watcher = match portier_provider_files::watch(&config) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the configuration directory; changes will not be picked up until restart");
+            None
+        }
+    };
     let mut provider = FileProvider::new(&config);
     let mut store = ModelStore::new();
     let first = provider
@@ -104,13 +114,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         DataplaneConfig {
             https_redirect_port: redirect_port,
             drain_timeout: Duration::from_secs(drain_timeout),
-            ..DataplaneConfig::default()
         },
     );
     let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));
 
     let reload_task = tokio::spawn(reload_loop(
         config.clone(),
+        watcher,
         provider,
         store,
         opts,
@@ -135,6 +145,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn reload_loop(
     dir: std::path::PathBuf,
+    watcher: Option<portier_provider_files::Watcher>,
     mut provider: FileProvider,
     mut store: ModelStore,
     opts: Options,
@@ -142,12 +153,8 @@ async fn reload_loop(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut watcher = match portier_provider_files::watch(&dir) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch the configuration directory; changes will not be picked up until restart");
-            return;
-        }
+    let Some(mut watcher) = watcher else {
+        return;
     };
     loop {
         tokio::select! {

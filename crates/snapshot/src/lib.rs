@@ -4,6 +4,7 @@
 
 mod cell;
 mod cluster;
+mod path;
 mod policy;
 mod route;
 mod tls;
@@ -14,6 +15,7 @@ use portier_core::{Diagnostic, Generation};
 
 pub use cell::SnapshotCell;
 pub use cluster::{Cluster, ClusterId};
+pub use path::{normalize_path, PathError};
 pub use policy::{GlobalSettings, RoutePolicy, SourceFilter};
 pub use route::{
     normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable, RouteTableBuilder, StaticReply,

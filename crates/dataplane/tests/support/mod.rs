@@ -18,7 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use portier_core::HostMatch;
 use portier_dataplane::{Dataplane, DataplaneConfig};
 use portier_snapshot::{
-    Action, CertEntry, Cluster, PathMatch, PathType, Route, RouteTableBuilder, Snapshot, SnapshotCell, TlsStore,
+    Action, CertEntry, Cluster, PathMatch, PathType, Route, RoutePolicy, RouteTableBuilder, Snapshot, SnapshotCell,
+    TlsStore,
 };
 use portier_telemetry::{AccessLog, Metrics};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -53,9 +54,6 @@ pub fn config() -> DataplaneConfig {
     DataplaneConfig {
         https_redirect_port: 8443,
         drain_timeout: Duration::from_secs(5),
-        upstream_connect_timeout: Duration::from_secs(2),
-        upstream_response_timeout: Duration::from_secs(5),
-        header_read_timeout: Duration::from_secs(5),
     }
 }
 
@@ -126,6 +124,13 @@ pub fn route(host: &str, path: &str, action: Action) -> Route {
         https_redirect: false,
         policy: Default::default(),
     }
+}
+
+/// A route with its own policy.
+pub fn route_with(host: &str, path: &str, action: Action, policy: RoutePolicy) -> Route {
+    let mut r = route(host, path, action);
+    r.policy = Arc::new(policy);
+    r
 }
 
 pub fn snapshot(routes: Vec<Route>, clusters: Vec<Cluster>) -> Snapshot {

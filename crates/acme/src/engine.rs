@@ -1,0 +1,686 @@
+//! The engine: account → order → challenges → finalize → certificate, one issuance at a time
+//! per [`Engine::issue`] call, at most `max_concurrent_orders` at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, Key, NewAccount, NewOrder, RetryPolicy,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::dns01::{challenge_record, DnsError, Rfc2136Client};
+use crate::error::{challenge_cause, classify_problem, AcmeError, ProblemKind};
+use crate::http01::Http01Responder;
+use crate::issuer::{select_solver, CertificateRequest, Issuer, SecretRef, SolverKind};
+use crate::keys::{certificate_key, csr_der, leaf_validity};
+use crate::schedule::{renewal_time, Backoff};
+use crate::status::{
+    Attempt, AttemptOutcome, CertificateStatus, ChallengeKind, ChallengeState, ChallengeStatus, ConditionStatus,
+    ConditionType, OrderState, OrderStatus, Timestamp,
+};
+use crate::storage::Storage;
+use crate::transport::account_builder;
+
+/// Issues certificates. Cheap to clone; clones share accounts, statuses and the order limit.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Configures an [`Engine`].
+pub struct EngineBuilder {
+    storage: Arc<dyn Storage>,
+    responder: Arc<dyn Http01Responder>,
+    max_concurrent_orders: usize,
+    backoff: Backoff,
+    events: Option<mpsc::Sender<AcmeEvent>>,
+    poll_timeout: Duration,
+}
+
+/// A certificate the CA issued, ready to be stored as a `kubernetes.io/tls` Secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub secret: SecretRef,
+    /// Leaf first, then the intermediates, as the CA sent them (`tls.crt`).
+    pub chain_pem: String,
+    /// PKCS#8 private key (`tls.key`). Never logged.
+    pub key_pem: String,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    pub renewal_time: SystemTime,
+    pub order_url: String,
+}
+
+/// What the engine tells the wiring. The wiring turns `Issued` into a Secret `Change` and
+/// `Status` into the admin views; neither blocks issuance when the channel is full.
+#[derive(Debug, Clone)]
+pub enum AcmeEvent {
+    /// A certificate was issued for `Issued::secret`.
+    Issued(Arc<Issued>),
+    /// A certificate's status changed (a condition, an attempt, the next retry time).
+    Status(Box<CertificateStatus>),
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    responder: Arc<dyn Http01Responder>,
+    orders: Semaphore,
+    accounts: tokio::sync::Mutex<HashMap<(String, SecretRef), Account>>,
+    statuses: Mutex<BTreeMap<SecretRef, CertificateStatus>>,
+    backoff: Backoff,
+    events: Option<mpsc::Sender<AcmeEvent>>,
+    poll_timeout: Duration,
+}
+
+/// What one attempt got as far as, for the status history.
+#[derive(Default)]
+struct Trace {
+    order: Option<OrderStatus>,
+    challenges: Vec<ChallengeStatus>,
+}
+
+/// A challenge response that must be removed after validation.
+enum Presented {
+    Http {
+        token: String,
+    },
+    Dns {
+        client: Rfc2136Client,
+        record: String,
+        value: String,
+    },
+}
+
+// === impl EngineBuilder ===
+
+impl EngineBuilder {
+    /// At most this many orders run at once (default 3); further `issue` calls wait.
+    pub fn max_concurrent_orders(mut self, n: usize) -> Self {
+        self.max_concurrent_orders = n.max(1);
+        self
+    }
+
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Where [`AcmeEvent`]s go. Events are dropped (with a warning) when the channel is full.
+    pub fn events(mut self, tx: mpsc::Sender<AcmeEvent>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    /// How long to wait for the CA to validate an order or issue its certificate (default 90 s).
+    pub fn poll_timeout(mut self, timeout: Duration) -> Self {
+        self.poll_timeout = timeout;
+        self
+    }
+
+    pub fn build(self) -> Engine {
+        let EngineBuilder {
+            storage,
+            responder,
+            max_concurrent_orders,
+            backoff,
+            events,
+            poll_timeout,
+        } = self;
+        Engine {
+            inner: Arc::new(Inner {
+                storage,
+                responder,
+                orders: Semaphore::new(max_concurrent_orders),
+                accounts: tokio::sync::Mutex::new(HashMap::new()),
+                statuses: Mutex::new(BTreeMap::new()),
+                backoff,
+                events,
+                poll_timeout,
+            }),
+        }
+    }
+}
+
+// === impl Engine ===
+
+impl Engine {
+    pub fn builder(storage: Arc<dyn Storage>, responder: Arc<dyn Http01Responder>) -> EngineBuilder {
+        EngineBuilder {
+            storage,
+            responder,
+            max_concurrent_orders: 3,
+            backoff: Backoff::default(),
+            events: None,
+            poll_timeout: Duration::from_secs(90),
+        }
+    }
+
+    /// Orders a certificate for `request` from `issuer` and waits until it is issued.
+    ///
+    /// `current_key_pem` is the key in the Secret today; it is reused only with
+    /// `rotationPolicy: Never`. A `badNonce` is retried at once (up to 3 orders); any other
+    /// failure ends the attempt, records it in the status (with the backoff or the CA's retry
+    /// time in `next_attempt`) and is returned. Challenge responses are always cleaned up.
+    pub async fn issue(
+        &self,
+        issuer: &Issuer,
+        request: &CertificateRequest,
+        current_key_pem: Option<&str>,
+    ) -> Result<Issued, AcmeError> {
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let names = request.identifiers().unwrap_or_else(|_| request.dns_names.clone());
+        self.update(request, &names, |s| {
+            s.set_condition(
+                ConditionType::Issuing,
+                ConditionStatus::True,
+                "Issuing",
+                format!("ordering a certificate from {}", issuer.reference),
+            );
+        });
+
+        let mut trace = Trace::default();
+        let result = match request.identifiers() {
+            Err(e) => Err(AcmeError::from(e)),
+            Ok(names) => {
+                let _permit = self.inner.orders.acquire().await;
+                let mut tries = 0;
+                loop {
+                    trace = Trace::default();
+                    match self.attempt(issuer, request, &names, current_key_pem, &mut trace).await {
+                        Err(e) if e.is_bad_nonce() && tries < 2 => {
+                            tries += 1;
+                            debug!(certificate = %request.secret, "badNonce: ordering again");
+                        }
+                        r => break r,
+                    }
+                }
+            }
+        };
+
+        let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let Trace { order, challenges } = trace;
+        match &result {
+            Ok(issued) => {
+                info!(certificate = %request.secret, duration_ms, "certificate issued");
+                self.update(request, &names, |s| {
+                    s.failed_attempts = 0;
+                    s.next_attempt = None;
+                    s.not_before = Some(issued.not_before.into());
+                    s.not_after = Some(issued.not_after.into());
+                    s.renewal_time = Some(issued.renewal_time.into());
+                    s.set_condition(
+                        ConditionType::Ready,
+                        ConditionStatus::True,
+                        "Ready",
+                        "certificate is up to date and has not expired".into(),
+                    );
+                    s.set_condition(
+                        ConditionType::Issuing,
+                        ConditionStatus::False,
+                        "Issued",
+                        "certificate issued".into(),
+                    );
+                    s.push_attempt(Attempt {
+                        started: started.into(),
+                        duration_ms,
+                        outcome: AttemptOutcome::Issued,
+                        message: format!("issued by {}", issuer.reference),
+                        order,
+                        challenges,
+                    });
+                });
+                self.emit(AcmeEvent::Issued(Arc::new(issued.clone())));
+            }
+            Err(err) => {
+                let mut message = err.to_string();
+                if let Some(cause) = err.likely_cause() {
+                    if !message.contains(cause.explain()) {
+                        message = format!("{message} (likely cause: {})", cause.explain());
+                    }
+                }
+                warn!(certificate = %request.secret, error = %message, "certificate issuance failed");
+                let backoff = self.inner.backoff;
+                self.update(request, &names, |s| {
+                    s.failed_attempts = s.failed_attempts.saturating_add(1);
+                    s.next_attempt = Some(
+                        backoff
+                            .next_attempt(SystemTime::now(), s.failed_attempts, err.retry_after())
+                            .into(),
+                    );
+                    if s.condition(ConditionType::Ready)
+                        .is_none_or(|c| c.status != ConditionStatus::True)
+                    {
+                        s.set_condition(ConditionType::Ready, ConditionStatus::False, "Failed", message.clone());
+                    }
+                    s.set_condition(
+                        ConditionType::Issuing,
+                        ConditionStatus::False,
+                        "Failed",
+                        message.clone(),
+                    );
+                    s.push_attempt(Attempt {
+                        started: started.into(),
+                        duration_ms,
+                        outcome: AttemptOutcome::Failed,
+                        message,
+                        order,
+                        challenges,
+                    });
+                });
+            }
+        }
+        result
+    }
+
+    /// The status of the certificate for `secret`, if it was ever requested.
+    pub fn status(&self, secret: &SecretRef) -> Option<CertificateStatus> {
+        self.statuses().into_iter().find(|s| &s.secret == secret)
+    }
+
+    /// Every known certificate status, sorted by Secret.
+    pub fn statuses(&self) -> Vec<CertificateStatus> {
+        match self.inner.statuses.lock() {
+            Ok(map) => map.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        }
+    }
+
+    /// Registers the issuer's ACME account, or loads it with the stored key. Cached per
+    /// (directory, key Secret). When the CA no longer knows the key (`accountDoesNotExist`,
+    /// e.g. a test CA restarted) the same key is registered again.
+    pub async fn account(&self, issuer: &Issuer) -> Result<Account, AcmeError> {
+        let acme = &issuer.acme;
+        let cache_key = (acme.server.clone(), acme.private_key_secret_ref.clone());
+        let mut accounts = self.inner.accounts.lock().await;
+        if let Some(account) = accounts.get(&cache_key) {
+            return Ok(account.clone());
+        }
+        let config = |message: String| AcmeError::Config {
+            issuer: issuer.reference.to_string(),
+            message,
+        };
+        let secret = &acme.private_key_secret_ref;
+        let stored = self.inner.storage.load_account_key(secret).await?;
+        let account = match stored {
+            Some(pem) => {
+                let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+                    config(format!("privateKeySecretRef {secret}: not a PKCS#8 PEM key ({e}): portier's account keys are ECDSA P-256; delete the Secret to register a new account"))
+                })?;
+                let key = || {
+                    Key::from_pkcs8_der(der.clone_key())
+                        .map(|k| (k, PrivateKeyDer::Pkcs8(der.clone_key())))
+                        .map_err(|e| config(format!("privateKeySecretRef {secret}: {e}: portier's account keys are ECDSA P-256 (cert-manager's RSA keys cannot be loaded); delete the Secret to register a new account")))
+                };
+                let builder = account_builder(acme).map_err(config)?;
+                match builder.from_key(key()?, acme.server.clone()).await {
+                    Ok((account, _)) => {
+                        debug!(issuer = %issuer.reference, account = account.id(), "ACME account reused");
+                        account
+                    }
+                    Err(instant_acme::Error::Api(p))
+                        if p.r#type.as_deref().map(classify_problem) == Some(ProblemKind::AccountDoesNotExist) =>
+                    {
+                        info!(issuer = %issuer.reference, "CA does not know the stored account key; registering it again");
+                        let builder = account_builder(acme).map_err(config)?;
+                        let (account, _) = builder
+                            .create_from_key(key()?, acme.server.clone())
+                            .await
+                            .map_err(|e| AcmeError::acme("newAccount", e))?;
+                        if let Some(email) = &acme.email {
+                            let contact = format!("mailto:{email}");
+                            if let Err(e) = account.update_contacts(&[contact.as_str()]).await {
+                                warn!(issuer = %issuer.reference, error = %e, "cannot set the account's contact email");
+                            }
+                        }
+                        account
+                    }
+                    Err(e) => return Err(AcmeError::acme("newAccount (existing key)", e)),
+                }
+            }
+            None => {
+                let contact = acme.email.as_ref().map(|e| format!("mailto:{e}"));
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let eab = acme
+                    .external_account_binding
+                    .as_ref()
+                    .map(|b| ExternalAccountKey::new(b.key_id.clone(), &b.key.0));
+                let builder = account_builder(acme).map_err(config)?;
+                let (account, credentials) = builder
+                    .create(
+                        &NewAccount {
+                            contact: &contacts,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        acme.server.clone(),
+                        eab.as_ref(),
+                    )
+                    .await
+                    .map_err(|e| AcmeError::acme("newAccount", e))?;
+                let pem = rcgen::KeyPair::try_from(credentials.private_key())
+                    .map_err(|e| AcmeError::Key(format!("cannot encode the new account key: {e}")))?
+                    .serialize_pem();
+                self.inner.storage.store_account_key(secret, &pem).await?;
+                info!(issuer = %issuer.reference, account = account.id(), "ACME account registered");
+                account
+            }
+        };
+        accounts.insert(cache_key, account.clone());
+        Ok(account)
+    }
+
+    async fn attempt(
+        &self,
+        issuer: &Issuer,
+        request: &CertificateRequest,
+        names: &[String],
+        current_key_pem: Option<&str>,
+        trace: &mut Trace,
+    ) -> Result<Issued, AcmeError> {
+        // Every name needs a solver before anything is ordered: a failed order costs the
+        // account rate limit, a configuration error costs nothing.
+        for name in names {
+            if select_solver(&issuer.acme.solvers, name, &request.labels).is_none() {
+                return Err(AcmeError::NoSolver {
+                    issuer: issuer.reference.to_string(),
+                    name: name.clone(),
+                });
+            }
+        }
+        let account = self.account(issuer).await?;
+        // A wildcard is ordered as `*.parent` (RFC 8555 §7.1.3); the CA offers it DNS-01 only.
+        let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = account
+            .new_order(&NewOrder::new(&identifiers))
+            .await
+            .map_err(|e| AcmeError::acme("newOrder", e))?;
+        let state = order_state(order.state().status);
+        trace.order = Some(OrderStatus {
+            url: order.url().to_owned(),
+            state,
+            error: None,
+        });
+        debug!(certificate = %request.secret, order = order.url(), "order created");
+
+        let mut presented = Vec::new();
+        let solved = self.solve(&mut order, issuer, request, trace, &mut presented).await;
+        for p in presented {
+            self.cleanup(p).await;
+        }
+        solved?;
+
+        let key = certificate_key(&request.private_key, current_key_pem)?;
+        let csr = csr_der(names, request.common_name.as_deref(), &key)?;
+        order
+            .finalize_csr(&csr)
+            .await
+            .map_err(|e| AcmeError::acme("finalize", e))?;
+        let chain_pem = order
+            .poll_certificate(&self.retry_policy())
+            .await
+            .map_err(|e| AcmeError::acme("certificate download", e))?;
+        if let Some(o) = trace.order.as_mut() {
+            o.state = OrderState::Valid;
+        }
+        let (not_before, not_after) = leaf_validity(&chain_pem)?;
+        Ok(Issued {
+            secret: request.secret.clone(),
+            chain_pem,
+            key_pem: key.serialize_pem(),
+            not_before,
+            not_after,
+            renewal_time: renewal_time(not_before, not_after, request.renew_before),
+            order_url: order.url().to_owned(),
+        })
+    }
+
+    /// Presents every pending authorization's challenge, tells the CA, waits for the order to
+    /// become ready, and on failure reads each challenge's error back from the CA.
+    async fn solve(
+        &self,
+        order: &mut instant_acme::Order,
+        issuer: &Issuer,
+        request: &CertificateRequest,
+        trace: &mut Trace,
+        presented: &mut Vec<Presented>,
+    ) -> Result<(), AcmeError> {
+        let mut authzs = order.authorizations();
+        while let Some(authz) = authzs.next().await {
+            let mut authz = authz.map_err(|e| AcmeError::acme("authorization", e))?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue, // reused from an earlier order
+                other => {
+                    return Err(AcmeError::Config {
+                        issuer: issuer.reference.to_string(),
+                        message: format!("authorization for {} is {other:?}", authz.identifier()),
+                    })
+                }
+            }
+            let name = authz.identifier().to_string();
+            let no_solver = || AcmeError::NoSolver {
+                issuer: issuer.reference.to_string(),
+                name: name.clone(),
+            };
+            let solver = select_solver(&issuer.acme.solvers, &name, &request.labels).ok_or_else(no_solver)?;
+            let (kind, ty) = match solver.kind {
+                SolverKind::Http01 { .. } => (ChallengeKind::Http01, ChallengeType::Http01),
+                SolverKind::Dns01 { .. } => (ChallengeKind::Dns01, ChallengeType::Dns01),
+            };
+            let mut challenge = authz.challenge(ty).ok_or_else(no_solver)?;
+            let key_auth = challenge.key_authorization();
+            let mut status = ChallengeStatus {
+                dns_name: name.clone(),
+                kind,
+                token: None,
+                record: None,
+                state: ChallengeState::Presented,
+                error: None,
+                likely_cause: None,
+                explanation: None,
+            };
+            match &solver.kind {
+                SolverKind::Http01 { .. } => {
+                    let token = challenge.token.clone();
+                    status.token = Some(token.clone());
+                    let shown = self.inner.responder.present(&token, key_auth.as_str()).await;
+                    presented.push(Presented::Http { token });
+                    if let Err(source) = shown {
+                        status.state = ChallengeState::Errored;
+                        trace.challenges.push(status);
+                        return Err(AcmeError::Responder { name, source });
+                    }
+                }
+                SolverKind::Dns01 { rfc2136 } => {
+                    let record = challenge_record(&name);
+                    status.record = Some(record.clone());
+                    let dns_err = |source: DnsError| AcmeError::Dns {
+                        name: name.clone(),
+                        source: Box::new(source),
+                    };
+                    let client = Rfc2136Client::new(rfc2136).map_err(dns_err)?;
+                    let value = key_auth.dns_value();
+                    let written = client.present(&record, &value).await;
+                    if let Err(e) = written {
+                        status.state = ChallengeState::Errored;
+                        let err = dns_err(e);
+                        if let Some(cause) = err.likely_cause() {
+                            status.likely_cause = Some(cause);
+                            status.explanation = Some(cause.explain().to_owned());
+                        }
+                        status.error = Some(err.to_string());
+                        trace.challenges.push(status);
+                        return Err(err);
+                    }
+                    presented.push(Presented::Dns { client, record, value });
+                }
+            }
+            trace.challenges.push(status);
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| AcmeError::acme("challenge", e))?;
+        }
+
+        // A failed validation ends the order `invalid`; instant-acme returns the order's
+        // problem as Err(Api). The per-challenge problems are read back below.
+        let (state, order_problem) = match order.poll_ready(&self.retry_policy()).await {
+            Ok(status) => (order_state(status), None),
+            Err(instant_acme::Error::Api(p)) => (OrderState::Invalid, Some(p)),
+            Err(e) => return Err(AcmeError::acme("order", e)),
+        };
+        let order_error = order_problem
+            .as_ref()
+            .or(order.state().error.as_ref())
+            .map(problem_text);
+        if let Some(o) = trace.order.as_mut() {
+            o.state = state;
+            o.error = order_error.clone();
+        }
+        if state == OrderState::Ready {
+            for c in &mut trace.challenges {
+                c.state = ChallengeState::Valid;
+            }
+            return Ok(());
+        }
+
+        // Read each challenge's outcome and the CA's error from its authorization.
+        let mut authzs = order.authorizations();
+        while let Some(authz) = authzs.next().await {
+            let Ok(authz) = authz else { continue };
+            let name = authz.identifier().to_string();
+            for ch in &authz.challenges {
+                let Some(status) = trace
+                    .challenges
+                    .iter_mut()
+                    .find(|c| c.dns_name == name && challenge_type(c.kind) == ch.r#type)
+                else {
+                    continue;
+                };
+                status.state = match ch.status {
+                    instant_acme::ChallengeStatus::Valid => ChallengeState::Valid,
+                    instant_acme::ChallengeStatus::Invalid => ChallengeState::Invalid,
+                    _ => status.state,
+                };
+                if let Some(problem) = &ch.error {
+                    let kind = problem
+                        .r#type
+                        .as_deref()
+                        .map(classify_problem)
+                        .unwrap_or(ProblemKind::Other);
+                    let detail = problem.detail.clone().unwrap_or_default();
+                    status.error = Some(problem_text(problem));
+                    status.likely_cause = challenge_cause(status.kind, kind, &detail);
+                    status.explanation = status.likely_cause.map(|c| c.explain().to_owned());
+                }
+            }
+        }
+        let mut failed: Vec<ChallengeStatus> = trace
+            .challenges
+            .iter()
+            .filter(|c| c.state != ChallengeState::Valid)
+            .cloned()
+            .collect();
+        if failed.is_empty() || failed.iter().all(|c| c.error.is_none()) {
+            // No challenge says why: the order's own problem is the best account we have.
+            if let Some(p) = order_problem {
+                return Err(AcmeError::acme("order", instant_acme::Error::Api(p)));
+            }
+            if let (Some(first), Some(err)) = (failed.first_mut(), order_error) {
+                first.error = Some(err);
+            }
+        }
+        Err(AcmeError::Validation { challenges: failed })
+    }
+
+    async fn cleanup(&self, presented: Presented) {
+        match presented {
+            Presented::Http { token } => {
+                if let Err(e) = self.inner.responder.cleanup(&token).await {
+                    warn!(error = %e, "cannot withdraw an HTTP-01 token");
+                }
+            }
+            Presented::Dns { client, record, value } => {
+                if let Err(e) = client.cleanup(&record, &value).await {
+                    warn!(dns.record = %record, error = %e, "cannot remove a DNS-01 TXT record");
+                }
+            }
+        }
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(self.inner.poll_timeout)
+    }
+
+    fn update(&self, request: &CertificateRequest, names: &[String], f: impl FnOnce(&mut CertificateStatus)) {
+        let snapshot = {
+            let mut map = match self.inner.statuses.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let status = map.entry(request.secret.clone()).or_insert_with(|| {
+                CertificateStatus::new(request.secret.clone(), request.issuer.clone(), names.to_vec())
+            });
+            status.dns_names = names.to_vec();
+            status.issuer = request.issuer.clone();
+            f(status);
+            status.clone()
+        };
+        self.emit(AcmeEvent::Status(Box::new(snapshot)));
+    }
+
+    fn emit(&self, event: AcmeEvent) {
+        if let Some(tx) = &self.inner.events {
+            if let Err(e) = tx.try_send(event) {
+                warn!(error = %e, "ACME event dropped: the event channel is full or closed");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("secret", &self.secret)
+            .field("not_before", &Timestamp::from(self.not_before))
+            .field("not_after", &Timestamp::from(self.not_after))
+            .field("renewal_time", &Timestamp::from(self.renewal_time))
+            .field("order_url", &self.order_url)
+            .finish_non_exhaustive() // no key material in logs
+    }
+}
+
+fn order_state(s: instant_acme::OrderStatus) -> OrderState {
+    match s {
+        instant_acme::OrderStatus::Pending => OrderState::Pending,
+        instant_acme::OrderStatus::Ready => OrderState::Ready,
+        instant_acme::OrderStatus::Processing => OrderState::Processing,
+        instant_acme::OrderStatus::Valid => OrderState::Valid,
+        instant_acme::OrderStatus::Invalid => OrderState::Invalid,
+    }
+}
+
+fn challenge_type(kind: ChallengeKind) -> ChallengeType {
+    match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
+    }
+}
+
+fn problem_text(p: &instant_acme::Problem) -> String {
+    let ty = p.r#type.as_deref().unwrap_or("problem");
+    let short = ty.rsplit(':').next().unwrap_or(ty);
+    match &p.detail {
+        Some(d) => format!("{short}: {d}"),
+        None => short.to_owned(),
+    }
+}

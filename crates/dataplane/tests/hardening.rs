@@ -1,0 +1,559 @@
+//! Hostile clients and failing upstreams (issue 3): each test names the rule it proves.
+
+// Tests may unwrap: a panic there is a failed assertion, not a crash on input (STYLE.md §6).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use portier_snapshot::{Action, Cluster, ClusterId, GlobalSettings, RoutePolicy, SourceFilter, StaticReply, TlsStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::*;
+
+fn proxy_to(cluster: usize) -> Action {
+    Action::Proxy(ClusterId::new(cluster))
+}
+
+fn ok_static(body: &'static str) -> Action {
+    Action::Static(Arc::new(StaticReply {
+        status: StatusCode::OK,
+        headers: vec![],
+        body: Bytes::from_static(body.as_bytes()),
+    }))
+}
+
+/// Sends raw bytes and reads until the gateway closes the connection (failing after [`WAIT`]).
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = within("the gateway to close the connection", stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An HTTP/1.1 upstream answering 200 `ok` that counts the requests it sees.
+async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn status_of(resp: &str) -> u16 {
+    resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn oversized_heads_are_431_on_http1_and_http2() {
+    let settings = GlobalSettings {
+        max_header_bytes: 4096,
+        max_header_count: 20,
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(snapshot(vec![route("", "/", ok_static("ok"))], vec![]).with_settings(settings)).await;
+    let many: String = (0..30).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let big = format!("x-big: {}\r\n", "a".repeat(5000));
+    let huge = format!("x-big: {}\r\n", "a".repeat(20000));
+    // (case, extra header lines, portier error expected)
+    let cases = [
+        ("too many fields", &many, true),
+        ("too large", &big, true),
+        ("far too large", &huge, false),
+    ];
+    for (name, extra, ours) in cases {
+        let resp = raw(gw.http, format!("GET / HTTP/1.1\r\nhost: a\r\n{extra}\r\n").as_bytes()).await;
+        assert_eq!(status_of(&resp), 431, "{name}: {resp}");
+        if ours {
+            assert!(resp.contains("x-portier-error: header-too-large"), "{name}: {resp}");
+        }
+    }
+    assert_eq!(
+        status_of(&raw(gw.http, b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await),
+        200
+    );
+
+    // HTTP/2: too many fields is answered by the service, a too large block by h2 itself.
+    for (name, fields, size) in [("too many fields", 30, 1), ("too large", 1, 6000)] {
+        let mut client = h2c(gw.http).await;
+        let mut req = Request::get("http://a/").body(Full::new(Bytes::new())).unwrap();
+        for i in 0..fields {
+            req.headers_mut().insert(
+                http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                http::HeaderValue::from_str(&"v".repeat(size)).unwrap(),
+            );
+        }
+        let Client::H2(send) = &mut client else { unreachable!() };
+        match within("h2 response", send.send_request(req)).await {
+            Ok(resp) => assert_eq!(resp.status().as_u16(), 431, "h2 {name}"),
+            Err(e) => panic!("h2 {name}: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn body_limit_is_413_before_and_while_streaming() {
+    let (up, count) = counting_upstream().await;
+    let policy = RoutePolicy {
+        max_body_bytes: Some(10),
+        ..RoutePolicy::default()
+    };
+    let gw = Gateway::start(snapshot(
+        vec![route_with("a", "/", proxy_to(0), policy)],
+        vec![Cluster::new("s:80", "s", vec![up])],
+    ))
+    .await;
+    let declared = raw(
+        gw.http,
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 11\r\n\r\nhello world",
+    )
+    .await;
+    assert_eq!(status_of(&declared), 413, "{declared}");
+    assert!(declared.contains("x-portier-error: body-too-large"), "{declared}");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "the upstream was contacted for a declared oversize body"
+    );
+
+    let chunked = raw(
+        gw.http,
+        b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&chunked), 413, "{chunked}");
+    assert!(chunked.contains("x-portier-error: body-too-large"), "{chunked}");
+
+    let small = raw(
+        gw.http,
+        b"POST / HTTP/1.1\r\nhost: a\r\nconnection: close\r\ncontent-length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(status_of(&small), 200, "{small}");
+}
+
+#[tokio::test]
+async fn paths_are_normalized_for_routing_and_forwarding() {
+    let a = upstream("a").await;
+    let gw = Gateway::start(snapshot(
+        vec![
+            route("a", "/public", proxy_to(0)),
+            route("a", "/admin", ok_static("admin")),
+        ],
+        vec![Cluster::new("s:80", "s", vec![a])],
+    ))
+    .await;
+    // (target, status, x-portier-error, body contains)
+    let cases = [
+        ("/public/../admin", 200, None, "admin"),
+        ("/public/%2e%2E/admin/x", 200, None, "admin"),
+        ("/public//a/./b?q=/../x", 200, None, "GET /public/a/b?q=/../x HTTP/1.1"),
+        ("/public/%7euser%2fx", 200, None, "GET /public/~user%2Fx HTTP/1.1"),
+        ("/admin%2Fx", 404, Some("no-route"), "no route"),
+        ("/public/%00", 400, Some("bad-path"), "NUL"),
+        ("/public/%zz", 400, Some("bad-path"), "percent"),
+    ];
+    for (target, status, error, body) in cases {
+        let resp = raw(
+            gw.http,
+            format!("GET {target} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&resp), status, "{target}: {resp}");
+        if let Some(error) = error {
+            assert!(resp.contains(&format!("x-portier-error: {error}")), "{target}: {resp}");
+        }
+        assert!(resp.contains(body), "{target}: {resp}");
+    }
+    // A raw backslash never reaches routing (hyper's URI parser or ours refuses it).
+    let resp = raw(
+        gw.http,
+        b"GET /public\\..\\admin HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 400, "{resp}");
+}
+
+#[tokio::test]
+async fn smuggling_shapes_are_400_and_close() {
+    let (up, count) = counting_upstream().await;
+    let gw = Gateway::start(snapshot(
+        vec![route("", "/", proxy_to(0))],
+        vec![Cluster::new("s:80", "s", vec![up])],
+    ))
+    .await;
+    let cases: [(&str, &[u8]); 14] = [
+        (
+            "te on 1.0",
+            b"POST / HTTP/1.0\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "cl then te",
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "te then cl",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "duplicate cl",
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+        ),
+        (
+            "list cl",
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5, 5\r\n\r\nhello",
+        ),
+        ("obs-fold", b"GET / HTTP/1.1\r\nhost: a\r\nx-a: 1\r\n b\r\n\r\n"),
+        ("bare lf", b"GET / HTTP/1.1\nhost: a\n\n"),
+        ("bare cr", b"GET / HTTP/1.1\r\nhost: a\r\nx-a: 1\r2\r\n\r\n"),
+        (
+            "te list",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "te identity chunked",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "te xchunked",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: xchunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "te twice",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "te folded",
+            b"POST / HTTP/1.1\r\nhost: a\r\n transfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "te space before colon",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding : chunked\r\n\r\n0\r\n\r\n",
+        ),
+    ];
+    for (name, bytes) in cases {
+        let resp = raw(gw.http, bytes).await;
+        assert_eq!(status_of(&resp), 400, "{name}: {resp}");
+        let who = if resp.contains("x-portier-error") {
+            "portier"
+        } else {
+            "hyper"
+        };
+        eprintln!("{name}: refused by {who}");
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "a smuggling shape reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn h2c_upgrade_is_served_as_http11() {
+    let a = upstream("a").await;
+    let gw = Gateway::start(snapshot(
+        vec![route("a", "/", proxy_to(0))],
+        vec![Cluster::new("s:80", "s", vec![a])],
+    ))
+    .await;
+    let resp = raw(
+        gw.http,
+        b"GET /x HTTP/1.1\r\nhost: a\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let lower = resp.to_ascii_lowercase();
+    assert!(
+        !lower.contains("upgrade: h2c") && !lower.contains("http2-settings"),
+        "{resp}"
+    );
+    assert!(lower.contains("connection: close"), "{resp}");
+}
+
+/// An upstream that reads the request head, then writes `reply` and closes.
+async fn dying_upstream(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = read_head(&mut stream).await;
+                let _ = stream.write_all(reply).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_faults_are_clean() {
+    let early = dying_upstream(b"").await;
+    let midway = dying_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten..").await;
+    let refused = closed_port().await;
+    let gw = Gateway::start(snapshot(
+        vec![
+            route("early", "/", proxy_to(0)),
+            route("midway", "/", proxy_to(1)),
+            route("refused", "/", proxy_to(2)),
+        ],
+        vec![
+            Cluster::new("s:80", "s", vec![early]),
+            Cluster::new("m:80", "m", vec![midway]),
+            Cluster::new("r:80", "r", vec![refused]),
+        ],
+    ))
+    .await;
+    let started = Instant::now();
+    let resp = raw(gw.http, b"GET / HTTP/1.1\r\nhost: refused\r\nconnection: close\r\n\r\n").await;
+    assert_eq!(status_of(&resp), 502, "{resp}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused took {:?}",
+        started.elapsed()
+    );
+    let resp = raw(gw.http, b"GET / HTTP/1.1\r\nhost: early\r\nconnection: close\r\n\r\n").await;
+    assert_eq!(status_of(&resp), 502, "{resp}");
+    assert!(resp.contains("x-portier-error: upstream-reset"), "{resp}");
+    // Headers went out: the client sees a truncated body and a closed connection.
+    let resp = raw(gw.http, b"GET / HTTP/1.1\r\nhost: midway\r\n\r\n").await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.ends_with("only ten.."), "{resp}");
+    let resp = raw(gw.http, b"GET / HTTP/1.1\r\nhost: refused\r\nconnection: close\r\n\r\n").await;
+    assert_eq!(status_of(&resp), 502, "the gateway stopped serving: {resp}");
+}
+
+#[tokio::test]
+async fn stalled_request_body_is_408() {
+    let a = upstream("a").await;
+    let settings = GlobalSettings {
+        client_body_timeout: Duration::from_millis(200),
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(
+        snapshot(
+            vec![route("a", "/", proxy_to(0))],
+            vec![Cluster::new("s:80", "s", vec![a])],
+        )
+        .with_settings(settings),
+    )
+    .await;
+    let resp = raw(gw.http, b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc").await;
+    assert_eq!(status_of(&resp), 408, "{resp}");
+    assert!(resp.contains("x-portier-error: body-timeout"), "{resp}");
+}
+
+#[tokio::test]
+async fn keep_alive_requests_closes_after_n() {
+    let settings = GlobalSettings {
+        keep_alive_requests: 2,
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(snapshot(vec![route("", "/", ok_static("ok"))], vec![]).with_settings(settings)).await;
+    let req = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+    let resp = raw(gw.http, &[&req[..], &req[..]].concat()).await;
+    assert_eq!(resp.matches("HTTP/1.1 200").count(), 2, "{resp}");
+    assert!(resp.contains("connection: close"), "{resp}");
+}
+
+#[tokio::test]
+async fn source_ranges_are_403() {
+    let deny = RoutePolicy {
+        source: Some(SourceFilter {
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            deny: vec![],
+        }),
+        ..RoutePolicy::default()
+    };
+    let gw = Gateway::start(snapshot(
+        vec![
+            route_with("a", "/", ok_static("secret"), deny),
+            route("b", "/", ok_static("open")),
+        ],
+        vec![],
+    ))
+    .await;
+    let reply = gw.get("a", "/").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(reply.error(), Some("forbidden"));
+    assert_eq!(gw.get("b", "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn host_with_another_certificate_than_sni_is_421() {
+    let (shop, root) = cert(&["shop.example", "*.shop.example"]);
+    let (other, _) = cert(&["other.example"]);
+    let mut tls = TlsStore::builder(cert(&["fallback.invalid"]).0);
+    tls.insert("shop.example", shop.clone());
+    tls.insert("*.shop.example", shop);
+    tls.insert("other.example", other);
+    let routes = vec![
+        route("shop.example", "/", ok_static("shop")),
+        route("www.shop.example", "/", ok_static("www")),
+        route("other.example", "/", ok_static("other")),
+    ];
+    let gw = Gateway::start(snapshot_with_tls(routes, vec![], tls.build())).await;
+    let stream = within("tls", tls_connect(gw.https, "shop.example", &root))
+        .await
+        .unwrap();
+    let mut client = h2_over(stream).await;
+    // (authority, status)
+    for (host, status) in [("shop.example", 200), ("www.shop.example", 200), ("other.example", 421)] {
+        let req = Request::get(format!("https://{host}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = client.send(req).await;
+        assert_eq!(reply.status.as_u16(), status, "{host}: {}", reply.body);
+        if status == 421 {
+            assert_eq!(reply.error(), Some("misdirected"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_is_bounded() {
+    let (up, count) = counting_upstream().await;
+    let gw = Gateway::start(snapshot(
+        vec![route("", "/", proxy_to(0))],
+        vec![Cluster::new("s:80", "s", vec![up])],
+    ))
+    .await;
+    let started = Instant::now();
+    let mut pairs = 0usize;
+    let mut connections = 0usize;
+    while pairs < 10_000 && started.elapsed() < Duration::from_secs(20) {
+        connections += 1;
+        let tcp = TcpStream::connect(gw.http).await.unwrap();
+        let Ok((mut send, conn)) = h2::client::handshake(tcp).await else {
+            continue;
+        };
+        tokio::spawn(conn);
+        while pairs < 10_000 {
+            let Ok(ready) = send.ready().await else { break };
+            send = ready;
+            let req = Request::get("http://a/").body(()).unwrap();
+            let Ok((_resp, mut stream)) = send.send_request(req, true) else {
+                break;
+            };
+            stream.send_reset(h2::Reason::CANCEL);
+            pairs += 1;
+        }
+    }
+    eprintln!(
+        "{pairs} HEADERS+RST pairs over {connections} connections; upstream saw {}",
+        count.load(Ordering::SeqCst)
+    );
+    let t = Instant::now();
+    let reply = gw.get("a", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "gateway slow after the flood: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        count.load(Ordering::SeqCst) < 1000,
+        "reset streams leaked to the upstream: {}",
+        count.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_does_not_starve_normal_clients() {
+    let settings = GlobalSettings {
+        client_header_timeout: Duration::from_secs(1),
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(snapshot(vec![route("", "/", ok_static("ok"))], vec![]).with_settings(settings)).await;
+    let addr = gw.http;
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        slow.push(tokio::spawn(async move {
+            let Ok(mut s) = TcpStream::connect(addr).await else {
+                return false;
+            };
+            let started = Instant::now();
+            for b in b"GET / HTTP/1.1\r\nhost: a\r\nx-slow: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'))
+            {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(4) {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            true
+        }));
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        let reply = gw.get("a", "/").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(worst < Duration::from_millis(500), "normal request took {worst:?}");
+    for s in slow {
+        assert!(
+            within("slow client to be cut off", s).await.unwrap(),
+            "a slowloris connection outlived the header timeout"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_keep_alive_connections() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if soft < 2_200 {
+        eprintln!("skipped: RLIMIT_NOFILE soft limit {soft} is below the 2200 this test needs");
+        return;
+    }
+    let gw = Gateway::start(snapshot(vec![route("", "/", ok_static("ok"))], vec![])).await;
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        streams.push(TcpStream::connect(gw.http).await.unwrap());
+    }
+    for s in &mut streams {
+        s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await.unwrap();
+    }
+    let mut ok = 0;
+    for s in &mut streams {
+        let head = within("a response", read_head(s)).await;
+        ok += usize::from(head.starts_with("HTTP/1.1 200"));
+    }
+    assert_eq!(ok, 1000);
+}
