@@ -118,16 +118,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));
 
-    let reload_task = tokio::spawn(reload_loop(
-        config.clone(),
-        watcher,
+    let reloader = Reloader {
+        dir: config.clone(),
         provider,
         store,
         opts,
-        cell.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+        cell: cell.clone(),
+        metrics: metrics.clone(),
+    };
+    let reload_task = tokio::spawn(reloader.run(watcher, shutdown.clone()));
 
     wait_for_signal().await;
     tracing::info!(
@@ -143,78 +142,90 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn reload_loop(
+/// The control loop of `serve`: on every change under the configuration directory, scan, compile
+/// aside and publish.
+struct Reloader {
     dir: std::path::PathBuf,
-    watcher: Option<portier_provider_files::Watcher>,
-    mut provider: FileProvider,
-    mut store: ModelStore,
+    provider: FileProvider,
+    store: ModelStore,
     opts: Options,
     cell: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
-    let Some(mut watcher) = watcher else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = watcher.changed() => {}
+}
+
+impl Reloader {
+    async fn run(self, watcher: Option<portier_provider_files::Watcher>, shutdown: CancellationToken) {
+        let Reloader {
+            dir,
+            mut provider,
+            mut store,
+            opts,
+            cell,
+            metrics,
+        } = self;
+        let Some(mut watcher) = watcher else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = watcher.changed() => {}
+            }
+            let started = std::time::Instant::now();
+            // Parsing and compiling are CPU work; keep them off the threads that serve requests.
+            let scan = tokio::task::spawn_blocking(move || {
+                let result = provider.scan();
+                (provider, result)
+            })
+            .await;
+            let result = match scan {
+                Ok((p, result)) => {
+                    provider = p;
+                    result
+                }
+                Err(e) => {
+                    // The scan panicked: start over with a fresh provider, which re-reads every file.
+                    tracing::error!(error = %e, "configuration scan failed; the previous configuration keeps serving");
+                    provider = FileProvider::new(&dir);
+                    metrics.reload(false, cell.load().generation());
+                    continue;
+                }
+            };
+            let change = match result {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; the previous configuration keeps serving");
+                    metrics.reload(false, cell.load().generation());
+                    continue;
+                }
+            };
+            store.apply(FILES, change);
+            let model = store.model();
+            let opts2 = opts.clone();
+            let compiled = match tokio::task::spawn_blocking(move || compile(&model, &opts2)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "compile task failed; the previous configuration keeps serving");
+                    metrics.reload(false, cell.load().generation());
+                    continue;
+                }
+            };
+            if cell.load().same_content(&compiled.snapshot) {
+                tracing::debug!("configuration unchanged");
+                continue;
+            }
+            log_diagnostics(&compiled);
+            let ok = !compiled.has_errors();
+            let routes = compiled.snapshot.routes().len();
+            let generation = cell.publish(compiled.snapshot);
+            metrics.reload(ok, generation);
+            tracing::info!(
+                generation,
+                routes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "configuration reloaded"
+            );
         }
-        let started = std::time::Instant::now();
-        // Parsing and compiling are CPU work; keep them off the threads that serve requests.
-        let scan = tokio::task::spawn_blocking(move || {
-            let result = provider.scan();
-            (provider, result)
-        })
-        .await;
-        let result = match scan {
-            Ok((p, result)) => {
-                provider = p;
-                result
-            }
-            Err(e) => {
-                // The scan panicked: start over with a fresh provider, which re-reads every file.
-                tracing::error!(error = %e, "configuration scan failed; the previous configuration keeps serving");
-                provider = FileProvider::new(&dir);
-                metrics.reload(false, cell.load().generation());
-                continue;
-            }
-        };
-        let change = match result {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "reload failed; the previous configuration keeps serving");
-                metrics.reload(false, cell.load().generation());
-                continue;
-            }
-        };
-        store.apply(FILES, change);
-        let model = store.model();
-        let opts2 = opts.clone();
-        let compiled = match tokio::task::spawn_blocking(move || compile(&model, &opts2)).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "compile task failed; the previous configuration keeps serving");
-                metrics.reload(false, cell.load().generation());
-                continue;
-            }
-        };
-        if cell.load().same_content(&compiled.snapshot) {
-            tracing::debug!("configuration unchanged");
-            continue;
-        }
-        log_diagnostics(&compiled);
-        let ok = !compiled.has_errors();
-        let routes = compiled.snapshot.routes().len();
-        let generation = cell.publish(compiled.snapshot);
-        metrics.reload(ok, generation);
-        tracing::info!(
-            generation,
-            routes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "configuration reloaded"
-        );
     }
 }
 
