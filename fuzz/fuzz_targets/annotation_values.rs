@@ -15,8 +15,9 @@ fuzz_target!(|s: &str| {
     if let Ok(d) = values::parse_timeout(s) {
         assert!(!d.is_zero() && d <= values::MAX_TIMEOUT, "timeout {s:?} within bounds");
     }
-    if let Ok(n) = values::parse_header_buffers(s) {
-        assert!((values::MIN_HEADER_BYTES..=values::MAX_HEADER_BYTES).contains(&n), "buffers {s:?} within bounds");
+    if let Ok(b) = values::parse_header_buffers(s) {
+        assert!((values::MIN_HEADER_BYTES..=values::MAX_HEADER_BYTES).contains(&b.total), "buffers {s:?} within bounds");
+        assert!(b.line <= b.total, "one buffer of {s:?} within the total");
     }
     let _ = values::parse_count(s, 1, u32::MAX);
     let _ = values::parse_bool(s);

@@ -168,8 +168,9 @@ pub(crate) fn from_configmap(cx: &mut Cx<'_>, opts: &Options) -> (GlobalSettings
             }
             "large-client-header-buffers" => {
                 let parsed = values::parse_header_buffers(value);
-                if let Some(n) = check(cx, res, &field, layer, parsed, BUFFERS_HELP) {
-                    s.max_header_bytes = n;
+                if let Some(b) = check(cx, res, &field, layer, parsed, BUFFERS_HELP) {
+                    s.max_header_bytes = b.total;
+                    s.max_header_line_bytes = b.line;
                 }
             }
             other => {

@@ -127,9 +127,18 @@ pub fn parse_timeout(s: &str) -> Result<Duration, InvalidValue> {
     Ok(d)
 }
 
-/// `large-client-header-buffers` (`"4 8k"`): the request-head limit in bytes, `number × size`,
-/// between [`MIN_HEADER_BYTES`] and [`MAX_HEADER_BYTES`].
-pub fn parse_header_buffers(s: &str) -> Result<usize, InvalidValue> {
+/// `large-client-header-buffers` as nginx reads it: `number` buffers of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderBuffers {
+    /// The whole request head: `number × size`.
+    pub total: usize,
+    /// One line of it (the request line or one header field): `size`.
+    pub line: usize,
+}
+
+/// `large-client-header-buffers` (`"4 8k"`): the request-head limit `number × size`, between
+/// [`MIN_HEADER_BYTES`] and [`MAX_HEADER_BYTES`], and the line limit `size`.
+pub fn parse_header_buffers(s: &str) -> Result<HeaderBuffers, InvalidValue> {
     let s = s.trim();
     if s.is_empty() {
         return Err(InvalidValue::Empty);
@@ -150,7 +159,8 @@ pub fn parse_header_buffers(s: &str) -> Result<usize, InvalidValue> {
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&total) || number == 0 {
         return Err(out_of_range());
     }
-    Ok(total)
+    let line = usize::try_from(size).map_err(|_| out_of_range())?;
+    Ok(HeaderBuffers { total, line })
 }
 
 /// A whole number between `min` and `max` (inclusive).
@@ -339,6 +349,12 @@ mod tests {
     }
 
     #[test]
+    fn header_buffers_line_is_one_buffer() {
+        let b = parse_header_buffers("4 8k").unwrap();
+        assert_eq!((b.total, b.line), (32 << 10, 8 << 10));
+    }
+
+    #[test]
     fn header_buffers() {
         let cases: &[(&str, Option<usize>)] = &[
             ("4 8k", Some(32 << 10)),
@@ -359,7 +375,7 @@ mod tests {
             ("", None),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_header_buffers(input).ok(), *want, "{input:?}");
+            assert_eq!(parse_header_buffers(input).ok().map(|b| b.total), *want, "{input:?}");
         }
     }
 

@@ -154,6 +154,7 @@ fn render_settings(s: &GlobalSettings) -> String {
         client_header_timeout,
         client_body_timeout,
         max_header_bytes,
+        max_header_line_bytes,
         max_header_count,
         keep_alive_timeout,
         keep_alive_requests,
@@ -182,6 +183,11 @@ fn render_settings(s: &GlobalSettings) -> String {
         "max_header_bytes",
         *max_header_bytes != d.max_header_bytes,
         max_header_bytes.to_string(),
+    );
+    line(
+        "max_header_line_bytes",
+        *max_header_line_bytes != d.max_header_line_bytes,
+        max_header_line_bytes.to_string(),
     );
     line(
         "max_header_count",

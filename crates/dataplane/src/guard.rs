@@ -29,7 +29,7 @@ use tokio::time::{Instant, Sleep};
 pub(crate) enum Verdict {
     /// Ambiguous framing or a malformed line: 400.
     Framing(&'static str),
-    /// Over `max_header_bytes` or `max_header_count`: 431.
+    /// Over `max_header_bytes`, `max_header_line_bytes` or `max_header_count`: 431.
     TooLarge,
 }
 
@@ -49,6 +49,17 @@ pub(crate) struct Guarded<I> {
     deadline: Pin<Box<Sleep>>,
     /// A head has started (or the connection is new) and has not ended yet.
     timing: bool,
+}
+
+/// The size limits of one request head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    /// The whole head.
+    pub bytes: usize,
+    /// One line: the request line or one header field (nginx refuses a line longer than one of
+    /// its `large_client_header_buffers`).
+    pub line: usize,
+    pub fields: usize,
 }
 
 /// Largest part of one header line kept for inspection: enough for a name and a length or
@@ -71,6 +82,7 @@ const FRAMING_REASONS: [&str; 9] = [
 struct Inspector {
     phase: Phase,
     max_bytes: usize,
+    max_line: usize,
     max_fields: usize,
     /// Heads completed so far: the index of the head being read.
     heads: u64,
@@ -85,6 +97,7 @@ struct Head {
     started: bool,
     request_line_done: bool,
     bytes: usize,
+    longest_line: usize,
     fields: usize,
     content_length: Option<u64>,
     te: bool,
@@ -145,7 +158,7 @@ impl GuardState {
 // === impl Guarded ===
 
 impl<I> Guarded<I> {
-    pub(crate) fn new(io: I, max_bytes: usize, max_fields: usize, header_timeout: Duration) -> (Self, Arc<GuardState>) {
+    pub(crate) fn new(io: I, limits: HeadLimits, header_timeout: Duration) -> (Self, Arc<GuardState>) {
         let state = Arc::new(GuardState {
             refused: AtomicU64::new(u64::MAX),
         });
@@ -153,8 +166,9 @@ impl<I> Guarded<I> {
             io,
             inspector: Inspector {
                 phase: Phase::Head,
-                max_bytes,
-                max_fields,
+                max_bytes: limits.bytes,
+                max_line: limits.line,
+                max_fields: limits.fields,
                 heads: 0,
                 line: Vec::with_capacity(LINE_KEEP),
                 line_len: 0,
@@ -312,6 +326,7 @@ impl Inspector {
         let line = std::mem::take(&mut self.line);
         let len = std::mem::replace(&mut self.line_len, 0);
         let head = &mut self.head;
+        head.longest_line = head.longest_line.max(len);
         if !head.request_line_done {
             head.request_line_done = true;
             head.http10 = line.ends_with(b"HTTP/1.0");
@@ -337,7 +352,7 @@ impl Inspector {
             Some(0)
         } else if head.te && head.http10 {
             Some(4)
-        } else if head.bytes > self.max_bytes || head.fields > self.max_fields {
+        } else if head.bytes > self.max_bytes || head.longest_line > self.max_line || head.fields > self.max_fields {
             Some(0xff)
         } else {
             None
@@ -469,6 +484,7 @@ mod tests {
             let mut i = Inspector {
                 phase: Phase::Head,
                 max_bytes,
+                max_line: max_bytes,
                 max_fields,
                 heads: 0,
                 line: Vec::new(),

@@ -27,7 +27,7 @@ use tracing::{debug, field, info, info_span, warn, Instrument};
 
 use crate::body::RequestBody;
 use crate::connect::Connector;
-use crate::guard::{GuardState, Guarded};
+use crate::guard::{GuardState, Guarded, HeadLimits};
 use crate::DataplaneConfig;
 
 /// State shared by every connection of one [`Dataplane`](crate::Dataplane).
@@ -346,14 +346,23 @@ async fn serve_http<I>(
         let connection = builder.serve_connection(TokioIo::new(io), service);
         drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
     } else {
-        let (io, guard) = Guarded::new(io, s.max_header_bytes, s.max_header_count, s.client_header_timeout);
+        let (io, guard) = Guarded::new(
+            io,
+            HeadLimits {
+                bytes: s.max_header_bytes,
+                line: s.max_header_line_bytes,
+                fields: s.max_header_count,
+            },
+            s.client_header_timeout,
+        );
         conn.guard = Some(guard);
         let conn = Arc::new(conn);
         let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .keep_alive(true)
+            // nginx `keepalive_timeout 0`: no keep-alive, close after each response.
+            .keep_alive(!s.keep_alive_timeout.is_zero())
             // hyper's timer runs from the end of one exchange to the end of the next head, so it
             // is the idle keep-alive limit; the head itself is timed by `Guarded` from its first
             // byte (client_header_timeout).

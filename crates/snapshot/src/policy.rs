@@ -41,6 +41,9 @@ pub struct GlobalSettings {
     /// Largest request head in bytes: request line plus header section (from
     /// `large-client-header-buffers`, `number × size`). Larger: 431.
     pub max_header_bytes: usize,
+    /// Longest single line of the request head (request line or one header field), from
+    /// `large-client-header-buffers` (its `size`). Longer: 431.
+    pub max_header_line_bytes: usize,
     /// Most header fields in one request. More: 431.
     pub max_header_count: usize,
     /// How long an idle keep-alive connection is kept open (`keep-alive`).
@@ -103,6 +106,7 @@ impl Default for GlobalSettings {
             client_body_timeout: Duration::from_secs(60),
             // ingress-nginx `large-client-header-buffers: 4 8k`.
             max_header_bytes: 32 * 1024,
+            max_header_line_bytes: 8 * 1024,
             max_header_count: 100,
             keep_alive_timeout: Duration::from_secs(75),
             keep_alive_requests: 1000,
