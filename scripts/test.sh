@@ -11,22 +11,25 @@ quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 
 # --- system packages the build and the tests use -------------------------------------------
+# Installs the Debian packages named, as root; otherwise says what to install and stops.
+apt_install() {
+    (($#)) || return 0
+    if [[ $(id -u) == 0 ]]; then
+        echo "test.sh: installing $*" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "test.sh: missing $*; install them (apt-get install $*) or run as root" >&2
+        exit 1
+    fi
+}
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if ((${#missing[@]})); then
-    if [[ $(id -u) == 0 ]]; then
-        echo "test.sh: installing ${missing[*]}" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
-        exit 1
-    fi
-fi
+apt_install "${missing[@]}"
 if ! command -v cargo >/dev/null 2>&1; then
     echo "test.sh: cargo not found; install Rust from https://rustup.rs" >&2
     exit 1
@@ -62,16 +65,7 @@ bb_missing=()
 command -v python3 >/dev/null 2>&1 || bb_missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || bb_missing+=(python3-venv)
 command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1 || bb_missing+=(testssl.sh)
-if ((${#bb_missing[@]})); then
-    if [[ $(id -u) == 0 ]]; then
-        echo "test.sh: installing ${bb_missing[*]}" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${bb_missing[@]}" >/dev/null
-    else
-        echo "test.sh: missing ${bb_missing[*]}; install them (apt-get install ${bb_missing[*]}) or run as root" >&2
-        exit 1
-    fi
-fi
+apt_install "${bb_missing[@]}"
 bb_target="${CARGO_TARGET_DIR:-target}"
 bb_venv="$bb_target/blackbox-venv"
 [[ -x "$bb_venv/bin/python" ]] || python3 -m venv "$bb_venv"

@@ -101,11 +101,7 @@ fn is_normal(bytes: &[u8]) -> Result<bool, PathError> {
             b'\\' => return Err(PathError::Backslash),
             0 => return Err(PathError::Nul),
             b'%' => {
-                let (hi, lo) = hex_pair(bytes, i)?;
-                let value = (hex(hi) << 4) | hex(lo);
-                if value == 0 {
-                    return Err(PathError::Nul);
-                }
+                let (hi, lo, value) = percent_escape(bytes, i)?;
                 if is_unreserved(value) || hi.is_ascii_lowercase() || lo.is_ascii_lowercase() {
                     normal = false;
                 }
@@ -128,6 +124,17 @@ fn is_normal(bytes: &[u8]) -> Result<bool, PathError> {
     Ok(normal)
 }
 
+/// The escape `%XY` at `i`: its two hex digits as written and the byte they encode. `%00` is a
+/// NUL smuggled past the raw check, refused like one.
+fn percent_escape(bytes: &[u8], i: usize) -> Result<(u8, u8, u8), PathError> {
+    let (hi, lo) = hex_pair(bytes, i)?;
+    let value = (hex(hi) << 4) | hex(lo);
+    if value == 0 {
+        return Err(PathError::Nul);
+    }
+    Ok((hi, lo, value))
+}
+
 fn normalize_segment(part: &str, out: &mut String) -> Result<(), PathError> {
     let bytes = part.as_bytes();
     let mut i = 0;
@@ -137,11 +144,7 @@ fn normalize_segment(part: &str, out: &mut String) -> Result<(), PathError> {
             b'\\' => return Err(PathError::Backslash),
             0 => return Err(PathError::Nul),
             b'%' => {
-                let (hi, lo) = hex_pair(bytes, i)?;
-                let value = (hex(hi) << 4) | hex(lo);
-                if value == 0 {
-                    return Err(PathError::Nul);
-                }
+                let (hi, lo, value) = percent_escape(bytes, i)?;
                 out.push_str(&part[copied..i]);
                 if is_unreserved(value) {
                     out.push(char::from(value));
