@@ -9,8 +9,9 @@
 //! what happened, with the CA's error and a [`LikelyCause`] in plain words.
 //!
 //! Dependency rule (ARCHITECTURE.md): this crate knows nothing of the model, compile, the data
-//! plane or Kubernetes. The binary's wiring turns [`AcmeEvent`]s into model `Change`s (a Secret
-//! for an issued certificate, an internal route for an HTTP-01 token).
+//! plane or Kubernetes. Its input types live in `portier_snapshot::certificates`, where compile
+//! writes the certificate demand. The binary's ACME controller (`crates/portier/src/acme.rs`)
+//! turns issued certificates and HTTP-01 tokens into model `Change`s.
 
 mod dns01;
 mod engine;

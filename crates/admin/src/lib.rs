@@ -19,17 +19,32 @@ use tokio_util::sync::CancellationToken;
 /// Renders the Prometheus exposition; supplied by the binary so this crate needs no registry.
 pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Renders one ACME view (`certificates`, `orders`, `challenges`) as JSON; supplied by the binary,
+/// which owns the ACME engine, so this crate needs no dependency on it. `None`: no such view.
+pub type AcmeView = Arc<dyn Fn(&str) -> Option<serde_json::Value> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Admin {
     cell: Arc<SnapshotCell>,
     metrics: MetricsText,
+    acme: Option<AcmeView>,
 }
 
 // === impl Admin ===
 
 impl Admin {
     pub fn new(cell: Arc<SnapshotCell>, metrics: MetricsText) -> Self {
-        Self { cell, metrics }
+        Self {
+            cell,
+            metrics,
+            acme: None,
+        }
+    }
+
+    /// Serves `/api/v1/acme/{certificates,orders,challenges}` from `view`.
+    pub fn with_acme(mut self, view: AcmeView) -> Self {
+        self.acme = Some(view);
+        self
     }
 
     /// Serves until `shutdown` is cancelled.
@@ -94,6 +109,13 @@ impl Admin {
             "/api/v1/routes" => json(&routes_view(&self.cell.load())),
             "/api/v1/diagnostics" => json(&diagnostics_view(&self.cell.load())),
             "/api/v1/certificates" => json(&certificates_view(&self.cell.load())),
+            p if p.starts_with("/api/v1/acme/") => {
+                let view = &p["/api/v1/acme/".len()..];
+                match self.acme.as_ref().and_then(|f| f(view)) {
+                    Some(v) => json(&v),
+                    None => text(StatusCode::NOT_FOUND, "not found; see /api/v1/acme/certificates, /api/v1/acme/orders, /api/v1/acme/challenges\n"),
+                }
+            }
             _ => text(StatusCode::NOT_FOUND, "not found; see /api/v1/routes, /api/v1/diagnostics, /api/v1/certificates, /metrics, /healthz, /readyz\n"),
         }
     }

@@ -7,6 +7,7 @@ use portier_core::{FieldPath, Severity};
 use portier_model::Resource;
 use portier_snapshot::RoutePolicy;
 
+use crate::certificates::{self, CertAnnotations};
 use crate::settings::{Layer, PolicyBuilder};
 use crate::{values, Cx};
 
@@ -24,6 +25,8 @@ pub(crate) struct IngressAnnotations {
     /// Body size, timeouts and source ranges for every route of the Ingress: its annotations
     /// over the ConfigMap's defaults.
     pub policy: RoutePolicy,
+    /// `cert-manager.io/*`: which issuer fills the Secrets of `spec.tls`, and how.
+    pub cert: CertAnnotations,
 }
 
 /// Reads the annotations of one Ingress; `defaults` is the route policy from the ConfigMap.
@@ -33,6 +36,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -
         ssl_redirect: true,
         force_ssl_redirect: false,
         policy: RoutePolicy::default(),
+        cert: CertAnnotations::default(),
     };
     for (key, value) in res.meta().annotations.iter().flat_map(sorted) {
         let field = FieldPath::new("metadata.annotations").field(key);
@@ -40,6 +44,9 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -
             if policy.apply(cx, res, &field, short, value, Layer::Annotation) {
                 continue;
             }
+        }
+        if key.starts_with(CERT_MANAGER) && certificates::annotation(cx, res, &field, key, value, &mut out.cert) {
+            continue;
         }
         match key {
             "nginx.ingress.kubernetes.io/ssl-redirect" => {
@@ -66,9 +73,9 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -
                     Severity::Warning,
                     res,
                     field,
-                    format!("annotation {k} is not acted on: portier does not issue certificates yet"),
+                    format!("annotation {k} is not supported by portier and has no effect"),
                 )
-                .set_help("run cert-manager beside portier to issue the certificate into the Secret named in spec.tls");
+                .set_help("see docs/configuration.md (Certificates) for the cert-manager annotations portier reads");
             }
             _ => {}
         }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use portier_model::{k8s_openapi, Model, Object, Resource, StaticResponse};
+use portier_model::{k8s_openapi, AcmeChallenge, Model, Object, Resource, StaticResponse};
 
 /// Lookups compile needs, built once per compile from the model.
 pub(crate) struct Index<'m> {
@@ -16,6 +16,10 @@ pub(crate) struct Index<'m> {
     pub secrets: HashMap<(&'m str, &'m str), (&'m Resource, &'m Secret)>,
     pub statics: HashMap<(&'m str, &'m str), (&'m Resource, &'m StaticResponse)>,
     pub configmaps: HashMap<(&'m str, &'m str), (&'m Resource, &'m ConfigMap)>,
+    /// ClusterIssuers and Issuers, in model order.
+    pub issuers: Vec<&'m Resource>,
+    pub certificates: Vec<&'m Resource>,
+    pub challenges: Vec<&'m AcmeChallenge>,
 }
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -31,6 +35,9 @@ impl<'m> Index<'m> {
             secrets: HashMap::new(),
             statics: HashMap::new(),
             configmaps: HashMap::new(),
+            issuers: Vec::new(),
+            certificates: Vec::new(),
+            challenges: Vec::new(),
         };
         for r in model.iter() {
             let r: &'m Resource = r;
@@ -60,6 +67,9 @@ impl<'m> Index<'m> {
                 Object::ConfigMap(o) => {
                     ix.configmaps.insert(key, (r, o));
                 }
+                Object::ClusterIssuer(_) | Object::Issuer(_) => ix.issuers.push(r),
+                Object::Certificate(_) => ix.certificates.push(r),
+                Object::AcmeChallenge(o) => ix.challenges.push(o),
             }
         }
         ix

@@ -19,7 +19,7 @@ pub(crate) struct DefaultBackends {
     catch_all: Vec<Route>,
 }
 
-pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)) {
+pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'m Ingress)) {
     let defaults = cx.default_policy.clone();
     let ann = annotations::parse(cx, res, &defaults);
     let Some(spec) = ing.spec.as_ref() else {
@@ -28,7 +28,7 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
         return;
     };
     let ingress_label: Arc<str> = format!("{}/{}", res.namespace(), res.name()).into();
-    let tls_hosts = compile_tls(cx, res, ing);
+    let tls_hosts = compile_tls(cx, res, ing, &ann);
     let policy = Arc::new(ann.policy.clone());
 
     let rules = spec.rules.as_deref().unwrap_or(&[]);
@@ -63,6 +63,9 @@ pub(crate) fn compile_ingress(cx: &mut Cx<'_>, (res, ing): (&Resource, &Ingress)
             },
         };
         let redirect = https_redirect(&ann, &tls_hosts, host.as_ref());
+        if let Some(h) = &host {
+            cx.served_hosts.insert(h.to_string());
+        }
         if !hosts_with_rules.contains(&host) {
             hosts_with_rules.push(host.clone());
         }
@@ -222,10 +225,24 @@ fn validate_path(path_type: PathType, path: &str) -> Result<(), String> {
 
 /// TLS entries: loads each Secret into the TLS store and returns the hosts the Ingress wants served
 /// over HTTPS (lower-case, as written: `*.example.com` stays a wildcard).
-fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String> {
+fn compile_tls<'m>(
+    cx: &mut Cx<'m>,
+    res: &'m Resource,
+    ing: &Ingress,
+    ann: &annotations::IngressAnnotations,
+) -> HashSet<String> {
     let mut hosts_out = HashSet::new();
     let entries = ing.spec.as_ref().and_then(|s| s.tls.as_deref()).unwrap_or(&[]);
     let ns = res.namespace();
+    if let (Some(issuer), true) = (&ann.cert.issuer, entries.is_empty()) {
+        cx.report(
+            Severity::Warning,
+            res,
+            FieldPath::new("spec"),
+            format!("the Ingress names {issuer} but has no spec.tls entry; no certificate is ordered"),
+        )
+        .set_help("add spec.tls with hosts and a secretName for the certificate");
+    }
     for (i, entry) in entries.iter().enumerate() {
         let at = FieldPath::new("spec.tls").index(i);
         let hosts: Vec<String> = entry
@@ -254,7 +271,29 @@ fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String
             continue;
         };
         let field = at.field("secretName");
+        // An issuer annotation: portier fills this Secret itself (certificates::demand).
+        let issued = ann.cert.issuer.is_some();
+        if let Some(issuer) = &ann.cert.issuer {
+            let c = &ann.cert;
+            cx.cert_candidates.push(crate::certificates::Candidate {
+                res,
+                at: at.clone(),
+                request: portier_snapshot::certificates::CertificateRequest {
+                    secret: portier_snapshot::certificates::SecretRef::new(Some(ns), secret_name),
+                    issuer: issuer.clone(),
+                    dns_names: hosts.clone(),
+                    common_name: c.common_name.clone(),
+                    duration: c.duration,
+                    renew_before: c.renew_before,
+                    private_key: c.private_key,
+                    labels: res.meta().labels.clone().unwrap_or_default(),
+                },
+            });
+        }
         let Some((secret_res, secret)) = cx.index.secrets.get(&(ns, secret_name)).copied() else {
+            if issued {
+                continue; // not issued yet: the fallback certificate serves meanwhile
+            }
             cx.report(Severity::Error, res, field, format!("Secret {ns}/{secret_name} not found"))
                 .set_help("create the Secret, or remove this tls entry to serve the host over plain HTTP; until then the fallback certificate is served");
             continue;
@@ -286,7 +325,7 @@ fn compile_tls(cx: &mut Cx<'_>, res: &Resource, ing: &Ingress) -> HashSet<String
         };
         for (k, h) in names.iter().enumerate() {
             let covered = tls::cert_covers(&info.dns_names, h) || (h.starts_with("*.") && info.dns_names.contains(h));
-            if !covered {
+            if !covered && !issued {
                 cx.report(
                     Severity::Warning,
                     res,

@@ -10,6 +10,7 @@
 
 mod annotations;
 mod backends;
+mod certificates;
 mod classes;
 mod index;
 mod ingress;
@@ -21,6 +22,7 @@ use portier_core::{Diagnostic, Diagnostics, FieldPath, ObjectRef, Severity};
 use portier_model::{Model, Resource};
 use portier_snapshot::{CertEntry, RouteTableBuilder, Snapshot, TlsStore};
 
+pub use certificates::CLUSTER_RESOURCE_NAMESPACE;
 pub use tls::{certified_key_from_pem, TlsError};
 
 /// What compile needs besides the model.
@@ -65,6 +67,9 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
         ingress::compile_ingress(&mut cx, ing);
     }
     ingress::finish_default_backends(&mut cx);
+    let served = std::mem::take(&mut cx.served_hosts);
+    let demand = certificates::demand(&mut cx, opts, &served);
+    let tokens = certificates::http01_tokens(&cx);
 
     let Cx {
         routes,
@@ -80,7 +85,9 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
         clusters.into_clusters(),
         diagnostics.clone(),
     )
-    .with_settings(settings);
+    .with_settings(settings)
+    .with_certificates(demand)
+    .with_http01_tokens(tokens);
     Compiled { snapshot, diagnostics }
 }
 
@@ -95,6 +102,11 @@ pub(crate) struct Cx<'m> {
     /// The route policy before annotations: the ConfigMap's values over portier's defaults.
     pub default_policy: settings::PolicyBuilder,
     pub diags: Diagnostics,
+    /// Hosts of our Ingresses' rules (`app.example.com`, `*.example.com`): the only names a
+    /// certificate may be ordered for.
+    pub served_hosts: std::collections::HashSet<String>,
+    /// Certificates wanted by annotated Ingress tls entries, checked at the end.
+    pub cert_candidates: Vec<certificates::Candidate<'m>>,
 }
 
 impl<'m> Cx<'m> {
@@ -108,6 +120,8 @@ impl<'m> Cx<'m> {
             defaults: ingress::DefaultBackends::default(),
             default_policy: settings::PolicyBuilder::default(),
             diags: Diagnostics::new(),
+            served_hosts: std::collections::HashSet::new(),
+            cert_candidates: Vec::new(),
         }
     }
 

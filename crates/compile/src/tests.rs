@@ -142,3 +142,30 @@ fn compile_is_deterministic_and_reports_once() {
     assert!(a.snapshot.same_content(&b.snapshot));
     assert!(a.diagnostics.is_empty(), "{:?}", a.diagnostics);
 }
+
+#[test]
+fn acme_challenges_become_http01_tokens() {
+    let challenge = |token: &str| {
+        Arc::new(Resource::new(
+            Object::AcmeChallenge(portier_model::AcmeChallenge {
+                metadata: portier_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some(token.to_owned()),
+                    ..Default::default()
+                },
+                token: token.to_owned(),
+                key_authorization: format!("{token}.thumb"),
+            }),
+            Origin::none(),
+        ))
+    };
+    let model = Model::from_resources([class(), challenge("b"), challenge("a")], Vec::new());
+    let compiled = compile(&model, &opts());
+    let tokens: Vec<(&str, &str)> = compiled
+        .snapshot
+        .http01_tokens()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(tokens, [("a", "a.thumb"), ("b", "b.thumb")]);
+    assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics);
+}

@@ -12,6 +12,7 @@ use portier_compile::values::format_size;
 use portier_compile::{certified_key_from_pem, compile, Options};
 use portier_model::{ModelStore, ProviderId};
 use portier_provider_files::FileProvider;
+use portier_snapshot::certificates::SolverKind;
 use portier_snapshot::{Action, CertEntry, GlobalSettings, RoutePolicy, Snapshot, SourceFilter};
 
 #[test]
@@ -114,7 +115,72 @@ fn render(snap: &Snapshot) -> String {
     for (name, e) in snap.tls().names() {
         writeln!(out, "  {name} <- {}", e.source).expect("write to String");
     }
+    render_demand(snap, &mut out);
     out
+}
+
+/// Issuers and demanded certificates, when there are any.
+fn render_demand(snap: &Snapshot, out: &mut String) {
+    let demand = snap.certificates();
+    if !demand.issuers.is_empty() {
+        out.push_str("issuers:\n");
+        for issuer in demand.issuers.values() {
+            let a = &issuer.acme;
+            let solvers: Vec<String> = a
+                .solvers
+                .iter()
+                .map(|s| {
+                    let kind = match &s.kind {
+                        SolverKind::Http01 { .. } => "http01".to_owned(),
+                        SolverKind::Dns01 { rfc2136 } => {
+                            format!("dns01 rfc2136 {} key={}", rfc2136.nameserver, rfc2136.tsig_key_name)
+                        }
+                    };
+                    let sel = &s.selector;
+                    if sel.dns_names.is_empty() && sel.dns_zones.is_empty() && sel.match_labels.is_empty() {
+                        kind
+                    } else {
+                        format!(
+                            "{kind} names={:?} zones={:?} labels={:?}",
+                            sel.dns_names, sel.dns_zones, sel.match_labels
+                        )
+                    }
+                })
+                .collect();
+            writeln!(
+                out,
+                "  {} server={} account-key={} eab={} ca-bundle={} solvers=[{}]",
+                issuer.reference,
+                a.server,
+                a.private_key_secret_ref,
+                a.external_account_binding.as_ref().map_or("-", |e| e.key_id.as_str()),
+                a.ca_bundle.is_some(),
+                solvers.join("; ")
+            )
+            .expect("write to String");
+        }
+    }
+    if !demand.certificates.is_empty() {
+        out.push_str("certificate demand:\n");
+        for c in &demand.certificates {
+            let r = &c.request;
+            writeln!(
+                out,
+                "  {} <- {}: {} cn={:?} duration={:?} renew-before={:?} key={:?} current={}",
+                r.secret,
+                r.issuer,
+                r.dns_names.join(", "),
+                r.common_name,
+                r.duration,
+                r.renew_before,
+                r.private_key,
+                c.current
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |cur| cur.dns_names.join(","))
+            )
+            .expect("write to String");
+        }
+    }
 }
 
 /// The fields of a route policy that differ from the default, as ` key=value` pairs.

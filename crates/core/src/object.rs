@@ -13,6 +13,14 @@ pub enum Kind {
     Secret,
     ConfigMap,
     StaticResponse,
+    /// `cert-manager.io/v1` ClusterIssuer (cluster-scoped).
+    ClusterIssuer,
+    /// `cert-manager.io/v1` Issuer.
+    Issuer,
+    /// `cert-manager.io/v1` Certificate.
+    Certificate,
+    /// An HTTP-01 token portier is answering; sent by the ACME wiring, never read from files.
+    AcmeChallenge,
 }
 
 /// Names one object: `Ingress shop/web`, or `IngressClass portier` for cluster-scoped kinds.
@@ -37,12 +45,16 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
             Kind::StaticResponse => "StaticResponse",
+            Kind::ClusterIssuer => "ClusterIssuer",
+            Kind::Issuer => "Issuer",
+            Kind::Certificate => "Certificate",
+            Kind::AcmeChallenge => "AcmeChallenge",
         }
     }
 
     /// Cluster-scoped kinds carry no namespace.
     pub fn is_namespaced(self) -> bool {
-        !matches!(self, Kind::IngressClass)
+        !matches!(self, Kind::IngressClass | Kind::ClusterIssuer | Kind::AcmeChallenge)
     }
 }
 

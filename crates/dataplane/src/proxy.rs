@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE, USER_AGENT};
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -160,6 +163,13 @@ async fn route(
     let path = request_path(req.method(), &uri)?;
     // The one snapshot load of this request; it stays alive until the response headers are out.
     let snap = conn.shared.cell.load();
+    // RFC 8555 §8.3: the CA fetches the token over plain HTTP on port 80, whatever the Host, and
+    // follows no redirect we would send; answer it before routing and before the HTTPS redirect.
+    if !conn.tls {
+        if let Some(reply) = http01_answer(&snap, req.method(), &path) {
+            return Ok(reply);
+        }
+    }
     let name = normalize_host(host.raw.to_str().unwrap_or_default());
     check_misdirected(conn, &snap, &name)?;
     let Some(route) = snap.routes().find(&name, &path) else {
@@ -482,6 +492,19 @@ fn redirect(host: &str, target: &Uri, port: u16) -> Result<Response<ResponseBody
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     resp.headers_mut().insert(LOCATION, location);
     Ok(resp)
+}
+
+/// The key authorization for a live HTTP-01 token; `None` (normal routing) for anything else.
+fn http01_answer(snap: &Snapshot, method: &Method, path: &str) -> Option<Response<ResponseBody>> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let token = path.strip_prefix("/.well-known/acme-challenge/")?;
+    let key_authorization = snap.http01_key_authorization(token)?;
+    let mut resp = Response::new(ResponseBody::full(Bytes::copy_from_slice(key_authorization.as_bytes())));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Some(resp)
 }
 
 fn static_reply(reply: &StaticReply) -> Response<ResponseBody> {

@@ -195,6 +195,50 @@ async fn plain_http_redirects_to_https_when_the_route_asks() {
 }
 
 #[tokio::test]
+async fn http01_tokens_are_answered_before_routing_and_redirects() {
+    let mut r = route("secure.example", "/", static_action(200, "secret"));
+    r.https_redirect = true;
+    let tokens = [("tok-1".to_owned(), "tok-1.thumbprint".to_owned())]
+        .into_iter()
+        .collect();
+    let gw = Gateway::start(snapshot(vec![r], vec![]).with_http01_tokens(tokens)).await;
+    // (host, path, status, body or location)
+    let cases = [
+        (
+            "secure.example:8080",
+            "/.well-known/acme-challenge/tok-1",
+            200,
+            "tok-1.thumbprint",
+        ),
+        (
+            "unknown.example",
+            "/.well-known/acme-challenge/tok-1",
+            200,
+            "tok-1.thumbprint",
+        ),
+        (
+            "secure.example",
+            "/.well-known/acme-challenge/other",
+            308,
+            "https://secure.example:8443/.well-known/acme-challenge/other",
+        ),
+        ("unknown.example", "/.well-known/acme-challenge/other", 404, ""),
+    ];
+    for (host, path, status, want) in cases {
+        let reply = gw.get(host, path).await;
+        assert_eq!(reply.status.as_u16(), status, "{host}{path}");
+        match status {
+            200 => {
+                assert_eq!(reply.body, want, "{host}{path}");
+                assert_eq!(reply.headers["content-type"], "text/plain", "{host}{path}");
+            }
+            308 => assert_eq!(reply.headers["location"], want, "{host}{path}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
 async fn round_robin_across_endpoints() {
     let (a, b) = (upstream("a").await, upstream("b").await);
     let gw = Gateway::start(snapshot(

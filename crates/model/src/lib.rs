@@ -2,6 +2,7 @@
 //! tagged with where it came from. Providers describe what they see as [`Change`]s; the
 //! [`ModelStore`] applies them and hands out immutable [`Model`]s for compile.
 
+mod cert_manager;
 mod origin;
 mod static_response;
 mod store;
@@ -15,6 +16,10 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use portier_core::{Diagnostic, FieldPath, Kind, ObjectRef};
 
+pub use cert_manager::{
+    AcmeChallenge, AcmeSpec, Certificate, CertificateSpec, Dns01Spec, EabSpec, Http01IngressSpec, Http01Spec,
+    IssuerObject, IssuerRefSpec, IssuerSpec, PrivateKeySpec, Rfc2136Spec, SecretKeySelector, SelectorSpec, SolverSpec,
+};
 pub use origin::{Origin, SpanMap};
 pub use static_response::{StaticResponse, StaticResponseSpec, STATIC_RESPONSE_API_GROUP};
 pub use store::{Model, ModelStore, ProviderId};
@@ -41,6 +46,10 @@ pub enum Object {
     Secret(Secret),
     ConfigMap(ConfigMap),
     StaticResponse(StaticResponse),
+    ClusterIssuer(IssuerObject),
+    Issuer(IssuerObject),
+    Certificate(Certificate),
+    AcmeChallenge(AcmeChallenge),
 }
 
 /// What a provider tells the model store.
@@ -101,6 +110,10 @@ impl Object {
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::StaticResponse(_) => Kind::StaticResponse,
+            Object::ClusterIssuer(_) => Kind::ClusterIssuer,
+            Object::Issuer(_) => Kind::Issuer,
+            Object::Certificate(_) => Kind::Certificate,
+            Object::AcmeChallenge(_) => Kind::AcmeChallenge,
         }
     }
 
@@ -114,6 +127,9 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::StaticResponse(o) => &o.metadata,
+            Object::ClusterIssuer(o) | Object::Issuer(o) => &o.metadata,
+            Object::Certificate(o) => &o.metadata,
+            Object::AcmeChallenge(o) => &o.metadata,
         }
     }
 
@@ -127,6 +143,9 @@ impl Object {
             Object::Secret(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::StaticResponse(o) => &mut o.metadata,
+            Object::ClusterIssuer(o) | Object::Issuer(o) => &mut o.metadata,
+            Object::Certificate(o) => &mut o.metadata,
+            Object::AcmeChallenge(o) => &mut o.metadata,
         }
     }
 
@@ -142,6 +161,9 @@ impl Object {
             ("v1", "Secret") => Kind::Secret,
             ("v1", "ConfigMap") => Kind::ConfigMap,
             (v, "StaticResponse") if v == static_response::API_VERSION => Kind::StaticResponse,
+            (cert_manager::API_VERSION, "ClusterIssuer") => Kind::ClusterIssuer,
+            (cert_manager::API_VERSION, "Issuer") => Kind::Issuer,
+            (cert_manager::API_VERSION, "Certificate") => Kind::Certificate,
             _ => return None,
         })
     }
@@ -167,6 +189,15 @@ impl Object {
             Kind::Secret => Object::Secret(typed(value)?),
             Kind::ConfigMap => Object::ConfigMap(typed(value)?),
             Kind::StaticResponse => Object::StaticResponse(typed(value)?),
+            Kind::ClusterIssuer => Object::ClusterIssuer(typed(value)?),
+            Kind::Issuer => Object::Issuer(typed(value)?),
+            Kind::Certificate => Object::Certificate(typed(value)?),
+            Kind::AcmeChallenge => {
+                return Err(DecodeError {
+                    field: FieldPath::root(),
+                    message: "AcmeChallenge objects are created by portier itself, not read from manifests".into(),
+                })
+            }
         })
     }
 }

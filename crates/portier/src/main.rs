@@ -1,8 +1,10 @@
 //! The `portier` binary: command line, static configuration and the wiring of the pipeline
 //! provider → model → compile → snapshot → data plane.
 
+mod acme;
 mod check;
 mod fallback;
+mod inspect;
 mod serve;
 
 use std::net::SocketAddr;
@@ -25,6 +27,30 @@ enum Command {
     Serve(ServeArgs),
     /// Validate a directory of manifests offline; exit 1 when anything is wrong.
     Check(CheckArgs),
+    /// List ACME certificates, orders or challenges of a running `portier serve`.
+    Get(GetArgs),
+    /// Show one ACME certificate with its conditions and recent attempts.
+    Describe(DescribeArgs),
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    #[arg(value_enum)]
+    what: inspect::Resource,
+    /// Admin listener of the running `portier serve`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+struct DescribeArgs {
+    #[arg(value_enum)]
+    what: inspect::Describable,
+    /// `NAME` or `NAMESPACE/NAME` of the certificate (its Secret).
+    name: String,
+    /// Admin listener of the running `portier serve`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
 }
 
 /// Which Ingresses are ours, and the global settings (shared by `serve` and `check`).
@@ -56,8 +82,9 @@ struct ServeArgs {
     /// Admin listener: /healthz, /readyz, /metrics, /api/v1/*.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
     admin_listen: SocketAddr,
-    /// Where portier keeps state across restarts (the fallback certificate; later ACME accounts and
-    /// certificates). Without it, that state lives in memory only.
+    /// Where portier keeps state across restarts: the fallback certificate, ACME account keys
+    /// (`accounts/`) and issued certificates (`secrets/`, Secret manifests). Without it the
+    /// fallback certificate lives in memory and ACME state goes to `./portier-state`.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -112,6 +139,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Get(GetArgs { what, admin }) => print(inspect::get(admin, what)),
+        Command::Describe(DescribeArgs { what, name, admin }) => print(inspect::describe(admin, what, &name)),
         Command::Serve(args) => match serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -119,6 +148,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn print(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

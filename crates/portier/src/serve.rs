@@ -14,9 +14,12 @@ use portier_telemetry::{AccessLog, AccessLogTarget, Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme;
 use crate::{fallback, ServeArgs};
 
 const FILES: ProviderId = ProviderId("files");
+/// Where ACME state lives without `--state-dir`.
+const DEFAULT_STATE_DIR: &str = "portier-state";
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     portier_telemetry::init_tracing();
@@ -74,10 +77,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .scan()
         .with_context(|| format!("reading configuration directory {}", config.display()))?;
     store.apply(FILES, first);
+    // Certificates issued before a restart are served from the first snapshot on, so nothing is
+    // ordered again.
+    let acme_state = state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+    if let Some(change) = acme::scan_state(&acme::secrets_dir(&acme_state)) {
+        store.apply(acme::STATE, change);
+    }
     let compiled = compile(&store.model(), &opts);
     log_diagnostics(&compiled);
 
-    let metrics = Arc::new(Metrics::new());
+    let mut registry = Metrics::new();
+    let acme_metrics = acme::AcmeMetrics::register(&mut registry);
+    let metrics = Arc::new(registry);
     let empty = Snapshot::new(
         RouteTable::default(),
         TlsStore::builder(fallback_cert).build(),
@@ -105,7 +116,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let m = metrics.clone();
         Arc::new(move || m.encode()) as portier_admin::MetricsText
     };
-    let admin_task = tokio::spawn(portier_admin::Admin::new(cell.clone(), metrics_text).run(admin, shutdown.clone()));
+    // Feedback into the top of the pipeline (DESIGN.md rule 3): ACME tokens and issued certificates.
+    let (inbox, inbox_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (published_tx, published_rx) = tokio::sync::watch::channel(generation);
+    let controller = acme::Controller::new(&acme_state, cell.clone(), inbox.clone(), acme_metrics);
+    let engine = controller.engine();
+    let view_cell = cell.clone();
+    let acme_view = Arc::new(move |view: &str| acme::admin_view(&engine, &view_cell, view)) as portier_admin::AcmeView;
+    let acme_task = tokio::spawn(controller.run(published_rx, shutdown.clone()));
+
+    let admin_task = tokio::spawn(
+        portier_admin::Admin::new(cell.clone(), metrics_text)
+            .with_acme(acme_view)
+            .run(admin, shutdown.clone()),
+    );
 
     let dataplane = Dataplane::new(
         cell.clone(),
@@ -125,8 +149,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         opts,
         cell: cell.clone(),
         metrics: metrics.clone(),
+        inbox: inbox_rx,
+        published: published_tx,
     };
     let reload_task = tokio::spawn(reloader.run(watcher, shutdown.clone()));
+    drop(inbox);
 
     wait_for_signal().await;
     tracing::info!(
@@ -136,14 +163,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = dataplane_task.await;
     reload_task.abort();
+    acme_task.abort();
     let _ = admin_task.await;
     access.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The control loop of `serve`: on every change under the configuration directory, scan, compile
-/// aside and publish.
+/// The control loop of `serve`: on every change under the configuration directory, and on every
+/// Change the ACME controller sends, scan, compile aside and publish.
 struct Reloader {
     dir: std::path::PathBuf,
     provider: FileProvider,
@@ -151,6 +179,16 @@ struct Reloader {
     opts: Options,
     cell: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
+    /// Changes from the ACME controller (tokens, issued certificates).
+    inbox: tokio::sync::mpsc::UnboundedReceiver<(ProviderId, portier_model::Change)>,
+    /// The generation just published, for the ACME controller.
+    published: tokio::sync::watch::Sender<u64>,
+}
+
+/// What woke the reloader.
+enum Wake {
+    Files,
+    Inbox(ProviderId, portier_model::Change),
 }
 
 impl Reloader {
@@ -162,16 +200,46 @@ impl Reloader {
             opts,
             cell,
             metrics,
+            mut inbox,
+            published,
         } = self;
-        let Some(mut watcher) = watcher else {
-            return;
-        };
+        let mut watcher = watcher;
         loop {
-            tokio::select! {
+            let wake = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = watcher.changed() => {}
-            }
+                _ = async {
+                    match watcher.as_mut() {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Files,
+                m = inbox.recv() => match m {
+                    Some((id, change)) => Wake::Inbox(id, change),
+                    None => Wake::Files,
+                },
+            };
             let started = std::time::Instant::now();
+            if let Wake::Inbox(id, change) = wake {
+                store.apply(id, change);
+                // Apply whatever else is queued before compiling once.
+                while let Ok((id, change)) = inbox.try_recv() {
+                    store.apply(id, change);
+                }
+                let model = store.model();
+                let opts2 = opts.clone();
+                let Ok(compiled) = tokio::task::spawn_blocking(move || compile(&model, &opts2)).await else {
+                    tracing::error!("compile task failed; the previous configuration keeps serving");
+                    continue;
+                };
+                if !cell.load().same_content(&compiled.snapshot) {
+                    let ok = !compiled.has_errors();
+                    let generation = cell.publish(compiled.snapshot);
+                    metrics.reload(ok, generation);
+                    published.send_replace(generation);
+                    tracing::debug!(generation, "published after an ACME change");
+                }
+                continue;
+            }
             // Parsing and compiling are CPU work; keep them off the threads that serve requests.
             let scan = tokio::task::spawn_blocking(move || {
                 let result = provider.scan();
@@ -219,6 +287,7 @@ impl Reloader {
             let routes = compiled.snapshot.routes().len();
             let generation = cell.publish(compiled.snapshot);
             metrics.reload(ok, generation);
+            published.send_replace(generation);
             tracing::info!(
                 generation,
                 routes,

@@ -19,7 +19,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["portier-core", "portier-snapshot", "portier-telemetry"],
     ),
     ("portier-admin-api", &["portier-core"]),
-    ("portier-acme", &["portier-core", "portier-snapshot", "portier-telemetry"]),
+    (
+        "portier-acme",
+        &["portier-core", "portier-snapshot", "portier-telemetry"],
+    ),
     (
         "portier-admin",
         &[
@@ -40,7 +43,16 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     ("portier-compile", &["hyper", "tokio", "kube"]),
     ("portier-core", &["tokio", "hyper", "k8s-openapi"]),
-    ("portier-acme", &["k8s-openapi", "kube", "portier-model", "portier-compile", "portier-dataplane"]),
+    (
+        "portier-acme",
+        &[
+            "k8s-openapi",
+            "kube",
+            "portier-model",
+            "portier-compile",
+            "portier-dataplane",
+        ],
+    ),
 ];
 
 #[test]

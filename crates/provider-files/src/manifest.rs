@@ -10,7 +10,7 @@ use crate::yaml::{self, Document, Pos, Problem};
 use crate::Parsed;
 
 /// The apiVersion portier reads for each kind, to tell a wrong version from an unknown kind.
-const API_VERSIONS: [(Kind, &str); 8] = [
+const API_VERSIONS: [(Kind, &str); 11] = [
     (Kind::Ingress, "networking.k8s.io/v1"),
     (Kind::IngressClass, "networking.k8s.io/v1"),
     (Kind::Service, "v1"),
@@ -19,6 +19,9 @@ const API_VERSIONS: [(Kind, &str); 8] = [
     (Kind::Secret, "v1"),
     (Kind::ConfigMap, "v1"),
     (Kind::StaticResponse, "portier.dev/v1alpha1"),
+    (Kind::ClusterIssuer, "cert-manager.io/v1"),
+    (Kind::Issuer, "cert-manager.io/v1"),
+    (Kind::Certificate, "cert-manager.io/v1"),
 ];
 
 /// Parses a file. `Err` means the YAML itself is broken (syntax, limits): nothing in the file can
@@ -166,7 +169,7 @@ fn required_string<'v>(
         None | Some(Value::Null) => Err(Diagnostic::error(format!("document has no {field}"))
             .field(FieldPath::new(field))
             .span(Some(spans.lookup(field)))
-            .help(format!("set {field}; portier reads Ingress, IngressClass, Service, EndpointSlice, Endpoints, Secret, ConfigMap and StaticResponse"))
+            .help(format!("set {field}; portier reads Ingress, IngressClass, Service, EndpointSlice, Endpoints, Secret, ConfigMap, StaticResponse, ClusterIssuer, Issuer and Certificate"))
             .into()),
         Some(other) => Err(Diagnostic::error(format!("{field} must be a non-empty string, not {other}"))
             .field(FieldPath::new(field))

@@ -3,17 +3,20 @@
 //! whole exchange, so routes, certificates and clusters always change together (STYLE.md §2).
 
 mod cell;
+pub mod certificates;
 mod cluster;
 mod path;
 mod policy;
 mod route;
 mod tls;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use portier_core::{Diagnostic, Generation};
 
 pub use cell::SnapshotCell;
+pub use certificates::CertificateDemand;
 pub use cluster::{Cluster, ClusterId};
 pub use path::{normalize_path, PathError};
 pub use policy::{GlobalSettings, RoutePolicy, SourceFilter};
@@ -31,6 +34,9 @@ pub struct Snapshot {
     clusters: Vec<Cluster>,
     settings: Arc<GlobalSettings>,
     diagnostics: Arc<[Diagnostic]>,
+    certificates: Arc<CertificateDemand>,
+    /// HTTP-01 token → key authorization, answered on the plain HTTP listener before routing.
+    http01: Arc<BTreeMap<String, String>>,
 }
 
 // === impl Snapshot ===
@@ -44,6 +50,8 @@ impl Snapshot {
             clusters,
             settings: Arc::new(GlobalSettings::default()),
             diagnostics: diagnostics.into(),
+            certificates: Arc::default(),
+            http01: Arc::default(),
         }
     }
 
@@ -51,6 +59,31 @@ impl Snapshot {
     pub fn with_settings(mut self, settings: GlobalSettings) -> Self {
         self.settings = Arc::new(settings);
         self
+    }
+
+    /// Sets the certificate demand for the ACME controller.
+    pub fn with_certificates(mut self, demand: CertificateDemand) -> Self {
+        self.certificates = Arc::new(demand);
+        self
+    }
+
+    /// Sets the HTTP-01 tokens (token → key authorization) the data plane answers.
+    pub fn with_http01_tokens(mut self, tokens: BTreeMap<String, String>) -> Self {
+        self.http01 = Arc::new(tokens);
+        self
+    }
+
+    pub fn certificates(&self) -> &CertificateDemand {
+        &self.certificates
+    }
+
+    /// The key authorization to answer at `/.well-known/acme-challenge/{token}`.
+    pub fn http01_key_authorization(&self, token: &str) -> Option<&str> {
+        self.http01.get(token).map(String::as_str)
+    }
+
+    pub fn http01_tokens(&self) -> &BTreeMap<String, String> {
+        &self.http01
     }
 
     pub fn settings(&self) -> &Arc<GlobalSettings> {
@@ -96,5 +129,7 @@ impl Snapshot {
                 .all(|(a, b)| a.same_content(b))
             && self.settings == other.settings
             && self.diagnostics == other.diagnostics
+            && self.certificates == other.certificates
+            && self.http01 == other.http01
     }
 }

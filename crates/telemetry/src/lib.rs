@@ -8,6 +8,8 @@ mod access_log;
 mod metrics;
 mod time;
 
+pub use time::rfc3339_millis;
+
 use std::path::PathBuf;
 
 pub use access_log::{AccessLog, AccessLogTarget, AccessRecord};

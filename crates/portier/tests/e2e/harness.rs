@@ -35,16 +35,17 @@ pub struct Portier {
 // === impl Portier ===
 
 impl Portier {
-    /// Starts `portier serve --config dir` with every listener on `127.0.0.1:0` and
+    /// Starts `portier serve --config dir` with every listener on `127.0.0.1:0` (unless `extra`
+    /// sets `--http-listen`) and
     /// `--access-log off` (unless `extra` sets `--access-log`), then waits for the `listening` line
     /// of each listener.
     pub async fn start(dir: &Path, extra: &[&str]) -> Portier {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir)
-            .args(["--http-listen", "127.0.0.1:0"])
-            .args(["--https-listen", "127.0.0.1:0"])
+        cmd.arg("serve").arg("--config").arg(dir);
+        if !extra.contains(&"--http-listen") {
+            cmd.args(["--http-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(["--https-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0"]);
         if !extra.contains(&"--access-log") {
             cmd.args(["--access-log", "off"]);

@@ -11,6 +11,7 @@ mod harness;
 mod upstream;
 
 mod access_log;
+mod acme;
 mod backends;
 mod check;
 mod h2c;
