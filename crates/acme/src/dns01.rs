@@ -83,13 +83,7 @@ impl Rfc2136Client {
     /// Adds `value` to the TXT set at `record` (`_acme-challenge.<name>.`). Appends, so a
     /// wildcard and its apex can both have a value on the same name.
     pub async fn present(&self, record: &str, value: &str) -> Result<(), DnsError> {
-        let name = fqdn(record)?;
-        let mut client = self.client().await?;
-        let zone = self
-            .zone_of(&mut client, &name)
-            .await
-            .map_err(|e| self.tsig(e, record))?;
-        let rec = Record::from_rdata(name, TXT_TTL, RData::TXT(TXT::new(vec![value.to_owned()])));
+        let (mut client, zone, rec) = self.txt_update(record, value).await?;
         let rsp = client
             .append(rec, zone.clone(), false)
             .await
@@ -99,6 +93,17 @@ impl Rfc2136Client {
 
     /// Removes exactly `value` from the TXT set at `record`; other values stay.
     pub async fn cleanup(&self, record: &str, value: &str) -> Result<(), DnsError> {
+        let (mut client, zone, rec) = self.txt_update(record, value).await?;
+        let rsp = client
+            .delete_by_rdata(rec, zone.clone())
+            .await
+            .map_err(|e| self.tsig(self.client_error(&e), record))?;
+        self.check(rsp.response_code(), record, &zone)
+    }
+
+    /// A signed connection, the zone that holds `record`, and the TXT record carrying `value`:
+    /// what adding and removing a value both start from.
+    async fn txt_update(&self, record: &str, value: &str) -> Result<(Client, Name, Record), DnsError> {
         let name = fqdn(record)?;
         let mut client = self.client().await?;
         let zone = self
@@ -106,11 +111,7 @@ impl Rfc2136Client {
             .await
             .map_err(|e| self.tsig(e, record))?;
         let rec = Record::from_rdata(name, TXT_TTL, RData::TXT(TXT::new(vec![value.to_owned()])));
-        let rsp = client
-            .delete_by_rdata(rec, zone.clone())
-            .await
-            .map_err(|e| self.tsig(self.client_error(&e), record))?;
-        self.check(rsp.response_code(), record, &zone)
+        Ok((client, zone, rec))
     }
 
     /// The TXT values at `record` as the server answers them now (unsigned query).
