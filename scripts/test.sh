@@ -74,6 +74,12 @@ cargo build -p portier --bin portier --locked
 PORTIER_BIN="${PORTIER_BIN:-$bb_target/debug/portier}" \
     "$bb_venv/bin/python" -m pytest tests/blackbox -q -p no:cacheprovider
 
+# --- instruction-count regression check of route lookup (bench/icount-budget) ---------------
+# valgrind counts, not wall time; scripts/icount.sh installs valgrind when missing (as root) and
+# builds one example in release mode into the same target dir. --bless after intended changes.
+echo "== route lookup instruction counts" >&2
+scripts/icount.sh
+
 if ((quick == 0)); then
     # Benches are type-checked by clippy --all-targets above; building them in release would
     # double the suite's time for nothing they do not already prove.

@@ -39,7 +39,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -
         cert: CertAnnotations::default(),
     };
     for (key, value) in res.meta().annotations.iter().flat_map(sorted) {
-        let field = FieldPath::new("metadata.annotations").field(key);
+        let field = FieldPath::new(format!("metadata.annotations.{key}"));
         if let Some(short) = key.strip_prefix(NGINX) {
             if policy.apply(cx, res, &field, short, value, Layer::Annotation) {
                 continue;

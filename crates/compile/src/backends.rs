@@ -48,18 +48,18 @@ pub(crate) struct Resolved {
     pub label: Arc<str>,
 }
 
-/// Resolves `backend` (at field `at` of Ingress `ing`). Problems are reported and give a route that
+/// Resolves `backend` (at field `at` of Ingress `ing`, the `backend` itself). Problems are reported and give a route that
 /// answers 503, so a request to it says what is wrong instead of falling through to another route.
 pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &IngressBackend, at: &FieldPath) -> Resolved {
     let ns = ing.namespace();
     match (&backend.service, &backend.resource) {
         (Some(svc), None) => {
-            let at = at.field("service");
+            // Paths of fields are built only for a diagnostic.
             let Some(port) = svc.port.as_ref() else {
                 return unavailable(
                     cx,
                     ing,
-                    at.field("port"),
+                    at.join("service.port"),
                     format!("backend Service {ns}/{} names no port", svc.name),
                     "set port.number or port.name".into(),
                 );
@@ -71,13 +71,13 @@ pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &IngressBackend,
                     return unavailable(
                         cx,
                         ing,
-                        at.field("port"),
+                        at.join("service.port"),
                         "exactly one of port.number and port.name must be set".into(),
                         "name the Service port by its number or by its name".into(),
                     )
                 }
             };
-            service_backend(cx, ing, ns, &svc.name, port_ref, &at)
+            service_backend(cx, ing, ns, &svc.name, port_ref, at)
         }
         (None, Some(r)) => {
             let at = at.field("resource");
@@ -146,7 +146,7 @@ fn service_backend(
         return unavailable(
             cx,
             ing,
-            at.field("name"),
+            at.join("service.name"),
             format!("Service {ns}/{name} not found"),
             "create the Service in the Ingress' namespace, or fix the name; requests to this path get 503 until then"
                 .into(),
@@ -157,7 +157,7 @@ fn service_backend(
         return unavailable(
             cx,
             ing,
-            at.field("name"),
+            at.join("service.name"),
             format!("Service {ns}/{name} is of type ExternalName, which portier does not proxy to yet"),
             "point the Ingress at a Service with a selector or with EndpointSlices".into(),
         );
@@ -176,8 +176,8 @@ fn service_backend(
             })
             .collect();
         let field = match port {
-            PortRef::Number(_) => at.join("port.number"),
-            PortRef::Name(_) => at.join("port.name"),
+            PortRef::Number(_) => at.join("service.port.number"),
+            PortRef::Name(_) => at.join("service.port.name"),
         };
         let help = if list.is_empty() {
             format!("Service {ns}/{name} declares no ports; add one under spec.ports")
@@ -205,7 +205,7 @@ fn service_backend(
         cx.report(
             Severity::Warning,
             ing,
-            at.field("name"),
+            at.join("service.name"),
             format!("Service {ns}/{name} has no ready endpoints for port {}; requests get 503", sp.port),
         )
         .set_help("check that the Service's pods are running and ready, or add an EndpointSlice labelled kubernetes.io/service-name");

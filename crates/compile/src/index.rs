@@ -26,13 +26,25 @@ pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 impl<'m> Index<'m> {
     pub fn new(model: &'m Model) -> Self {
+        // Sized up front: at ten thousand objects, growing the maps costs more than filling them.
+        let mut count = [0usize; 5];
+        for r in model.iter() {
+            match &r.object {
+                Object::Ingress(_) => count[0] += 1,
+                Object::Service(_) => count[1] += 1,
+                Object::EndpointSlice(_) => count[2] += 1,
+                Object::Endpoints(_) => count[3] += 1,
+                Object::Secret(_) => count[4] += 1,
+                _ => {}
+            }
+        }
         let mut ix = Index {
-            ingresses: Vec::new(),
+            ingresses: Vec::with_capacity(count[0]),
             classes: HashMap::new(),
-            services: HashMap::new(),
-            slices: HashMap::new(),
-            endpoints: HashMap::new(),
-            secrets: HashMap::new(),
+            services: HashMap::with_capacity(count[1]),
+            slices: HashMap::with_capacity(count[2]),
+            endpoints: HashMap::with_capacity(count[3]),
+            secrets: HashMap::with_capacity(count[4]),
             statics: HashMap::new(),
             configmaps: HashMap::new(),
             issuers: Vec::new(),

@@ -29,7 +29,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
     };
     let ingress_label: Arc<str> = format!("{}/{}", res.namespace(), res.name()).into();
     let tls_hosts = compile_tls(cx, res, ing, &ann);
-    let policy = Arc::new(ann.policy.clone());
+    let policy = cx.policy(&ann.policy);
 
     let rules = spec.rules.as_deref().unwrap_or(&[]);
     if rules.is_empty() && spec.default_backend.is_none() {
@@ -64,7 +64,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
         };
         let redirect = https_redirect(&ann, &tls_hosts, host.as_ref());
         if let Some(h) = &host {
-            cx.served_hosts.insert(h.to_string());
+            cx.served_hosts.push(h.clone());
         }
         if !hosts_with_rules.contains(&host) {
             hosts_with_rules.push(host.clone());
@@ -82,7 +82,9 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
             continue;
         };
         for (j, p) in http.paths.iter().enumerate() {
-            let at = at.join("http.paths").index(j);
+            // One allocation for `spec.rules[i].http.paths[j]`: at ten thousand Ingresses the
+            // paths of fields cost more than the routes.
+            let at = FieldPath::new(format!("spec.rules[{i}].http.paths[{j}]"));
             let Ok(path_type) = p.path_type.parse::<PathType>() else {
                 cx.report(
                     Severity::Error,
@@ -184,9 +186,14 @@ pub(crate) fn finish_default_backends(cx: &mut Cx<'_>) {
 }
 
 fn add_route(cx: &mut Cx<'_>, res: &Resource, at: FieldPath, route: Route) {
-    let host = route.host.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string);
-    let desc = format!("{} {} on host {host}", route.path_type.as_str(), route.path.as_str());
+    let path_type = route.path_type;
     if let Err(existing) = cx.routes.add(route) {
+        // The route already there has the same host and path.
+        let host = existing
+            .host
+            .as_ref()
+            .map_or_else(|| "*".to_owned(), ToString::to_string);
+        let desc = format!("{} {} on host {host}", path_type.as_str(), existing.path.as_str());
         let msg = if *existing.ingress == *format!("{}/{}", res.namespace(), res.name()) {
             format!("path {desc} appears twice in this Ingress; the first one is used")
         } else {
@@ -353,5 +360,5 @@ fn https_redirect(
     if ann.force_ssl_redirect {
         return true;
     }
-    ann.ssl_redirect && host.is_some_and(|h| tls_hosts.contains(&h.to_string()))
+    ann.ssl_redirect && !tls_hosts.is_empty() && host.is_some_and(|h| tls_hosts.contains(&h.to_string()))
 }

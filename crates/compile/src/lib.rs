@@ -18,9 +18,12 @@ mod settings;
 mod tls;
 pub mod values;
 
-use portier_core::{Diagnostic, Diagnostics, FieldPath, ObjectRef, Severity};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use portier_core::{Diagnostic, Diagnostics, FieldPath, HostMatch, ObjectRef, Severity};
 use portier_model::{Model, Resource};
-use portier_snapshot::{CertEntry, RouteTableBuilder, Snapshot, TlsStore};
+use portier_snapshot::{CertEntry, RoutePolicy, RouteTableBuilder, Snapshot, TlsStore};
 
 pub use certificates::CLUSTER_RESOURCE_NAMESPACE;
 pub use tls::{certified_key_from_pem, TlsError};
@@ -67,7 +70,12 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
         ingress::compile_ingress(&mut cx, ing);
     }
     ingress::finish_default_backends(&mut cx);
-    let served = std::mem::take(&mut cx.served_hosts);
+    // Only certificates need the served hosts as strings; most configurations order none.
+    let served: HashSet<String> = if cx.cert_candidates.is_empty() && cx.index.certificates.is_empty() {
+        HashSet::new()
+    } else {
+        cx.served_hosts.iter().map(ToString::to_string).collect()
+    };
     let demand = certificates::demand(&mut cx, opts, &served);
     let tokens = certificates::http01_tokens(&cx);
 
@@ -104,9 +112,11 @@ pub(crate) struct Cx<'m> {
     pub diags: Diagnostics,
     /// Hosts of our Ingresses' rules (`app.example.com`, `*.example.com`): the only names a
     /// certificate may be ordered for.
-    pub served_hosts: std::collections::HashSet<String>,
+    pub served_hosts: Vec<HostMatch>,
     /// Certificates wanted by annotated Ingress tls entries, checked at the end.
     pub cert_candidates: Vec<certificates::Candidate<'m>>,
+    /// Route policies handed out so far: Ingresses with the same settings share one.
+    pub policies: HashSet<Arc<RoutePolicy>>,
 }
 
 impl<'m> Cx<'m> {
@@ -120,9 +130,20 @@ impl<'m> Cx<'m> {
             defaults: ingress::DefaultBackends::default(),
             default_policy: settings::PolicyBuilder::default(),
             diags: Diagnostics::new(),
-            served_hosts: std::collections::HashSet::new(),
+            served_hosts: Vec::new(),
             cert_candidates: Vec::new(),
+            policies: HashSet::new(),
         }
+    }
+
+    /// `policy`, shared with every other Ingress that has the same one.
+    pub fn policy(&mut self, policy: &RoutePolicy) -> Arc<RoutePolicy> {
+        if let Some(p) = self.policies.get(policy) {
+            return p.clone();
+        }
+        let p = Arc::new(policy.clone());
+        self.policies.insert(p.clone());
+        p
     }
 
     /// Records a problem with a field of an object, with the field's position when the object came

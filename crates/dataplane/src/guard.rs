@@ -276,10 +276,18 @@ impl Inspector {
                     bytes = &bytes[1..];
                 }
                 Phase::Head => {
-                    let b = bytes[0];
-                    bytes = &bytes[1..];
-                    if let Some(refused) = self.head_byte(b) {
-                        return Some(refused);
+                    // A line at a time: the bytes up to the next LF are checked with memchr, so a
+                    // head costs a few scans, not a branch per byte.
+                    let (segment, lf) = match memchr::memchr(b'\n', bytes) {
+                        Some(i) => (&bytes[..i], true),
+                        None => (bytes, false),
+                    };
+                    bytes = &bytes[segment.len() + usize::from(lf)..];
+                    self.head_segment(segment);
+                    if lf {
+                        if let Some(refused) = self.head_lf() {
+                            return Some(refused);
+                        }
                     }
                 }
             }
@@ -287,39 +295,70 @@ impl Inspector {
         None
     }
 
-    fn head_byte(&mut self, b: u8) -> Option<u64> {
-        let head = &mut self.head;
-        if !head.started {
+    /// Bytes of a head line without its LF (possibly only part of the line).
+    fn head_segment(&mut self, mut segment: &[u8]) {
+        if !self.head.started {
             // RFC 9112 §2.2: empty lines before the request line are ignored.
-            if b == b'\r' || b == b'\n' {
-                return None;
+            while let [b'\r', rest @ ..] = segment {
+                segment = rest;
             }
-            head.started = true;
+            if segment.is_empty() {
+                return;
+            }
+            self.head.started = true;
         }
-        head.bytes += 1;
-        if b == 0 {
-            head.bad.get_or_insert(8);
+        let head = &mut self.head;
+        head.bytes += segment.len();
+        let Some((&last, _)) = segment.split_last() else {
+            return;
+        };
+        // A CR not followed by LF, at the end of the previous segment or inside this one (seen at
+        // the byte after it), and NUL; the first in byte order is the reason given.
+        let text = if last == b'\r' {
+            &segment[..segment.len() - 1]
+        } else {
+            segment
+        };
+        let nul = memchr::memchr(0, segment);
+        let bare_cr = if self.prev_cr {
+            Some(0)
+        } else {
+            memchr::memchr(b'\r', text).map(|i| i + 1)
+        };
+        let reason = match (nul, bare_cr) {
+            (Some(n), Some(c)) if c < n => Some(5),
+            (Some(_), _) => Some(8),
+            (None, c) => c.map(|_| 5),
+        };
+        if let Some(r) = reason {
+            head.bad.get_or_insert(r);
         }
-        if self.prev_cr && b != b'\n' {
-            head.bad.get_or_insert(5);
+        self.prev_cr = last == b'\r';
+        if bare_cr.is_some() && memchr::memchr(b'\r', text).is_some() {
+            // Refused already; the line still ends where it would, CRs not counted.
+            for &b in text.iter().filter(|&&b| b != b'\r') {
+                if self.line.len() < LINE_KEEP {
+                    self.line.push(b);
+                }
+                self.line_len += 1;
+            }
+            return;
         }
-        if b == b'\r' {
-            self.prev_cr = true;
+        let keep = LINE_KEEP.saturating_sub(self.line.len()).min(text.len());
+        self.line.extend_from_slice(&text[..keep]);
+        self.line_len += text.len();
+    }
+
+    fn head_lf(&mut self) -> Option<u64> {
+        if !self.head.started {
             return None;
         }
-        if b == b'\n' {
-            if !self.prev_cr {
-                head.bad.get_or_insert(5);
-            }
-            self.prev_cr = false;
-            return self.end_line();
+        self.head.bytes += 1;
+        if !self.prev_cr {
+            self.head.bad.get_or_insert(5);
         }
         self.prev_cr = false;
-        if self.line.len() < LINE_KEEP {
-            self.line.push(b);
-        }
-        self.line_len += 1;
-        None
+        self.end_line()
     }
 
     fn end_line(&mut self) -> Option<u64> {
@@ -501,6 +540,129 @@ mod tests {
         }
         assert_eq!(results[0], results[1], "split-dependent result");
         results.remove(0)
+    }
+
+    /// The byte-at-a-time inspection this module had before the line scanning: the reference
+    /// the scanning is checked against.
+    impl Inspector {
+        fn feed_reference(&mut self, mut bytes: &[u8]) -> Option<u64> {
+            while let [b, rest @ ..] = bytes {
+                if self.phase != Phase::Head {
+                    return self.feed(bytes);
+                }
+                bytes = rest;
+                if let Some(refused) = self.head_byte(*b) {
+                    return Some(refused);
+                }
+            }
+            None
+        }
+
+        fn head_byte(&mut self, b: u8) -> Option<u64> {
+            let head = &mut self.head;
+            if !head.started {
+                // RFC 9112 §2.2: empty lines before the request line are ignored.
+                if b == b'\r' || b == b'\n' {
+                    return None;
+                }
+                head.started = true;
+            }
+            head.bytes += 1;
+            if b == 0 {
+                head.bad.get_or_insert(8);
+            }
+            if self.prev_cr && b != b'\n' {
+                head.bad.get_or_insert(5);
+            }
+            if b == b'\r' {
+                self.prev_cr = true;
+                return None;
+            }
+            if b == b'\n' {
+                if !self.prev_cr {
+                    head.bad.get_or_insert(5);
+                }
+                self.prev_cr = false;
+                return self.end_line();
+            }
+            self.prev_cr = false;
+            if self.line.len() < LINE_KEEP {
+                self.line.push(b);
+            }
+            self.line_len += 1;
+            None
+        }
+    }
+
+    fn inspector(max_bytes: usize, max_fields: usize) -> Inspector {
+        Inspector {
+            phase: Phase::Head,
+            max_bytes,
+            max_line: max_bytes,
+            max_fields,
+            heads: 0,
+            line: Vec::new(),
+            line_len: 0,
+            prev_cr: false,
+            head: Head::default(),
+        }
+    }
+
+    #[test]
+    fn line_scanning_agrees_with_the_bytewise_reference() {
+        const PIECES: [&[u8]; 16] = [
+            b"GET / HTTP/1.1",
+            b"POST /u HTTP/1.0",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"Host: a",
+            b"Content-Length: 3",
+            b"Content-Length: 0",
+            b"Transfer-Encoding: chunked",
+            b"\0",
+            b"abc",
+            b" folded",
+            b"3\r\nabc\r\n0\r\n\r\n",
+            b"Upgrade: x",
+            b"Connection: close",
+            b"x-long: 0123456789012345678901234567890123456789012345678901234567890123456789",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..next() % 24 {
+                input.extend_from_slice(PIECES[(next() % 16) as usize]);
+            }
+            let (max_bytes, max_fields) = (40 + (next() % 200) as usize, 1 + (next() % 6) as usize);
+            let mut want = inspector(max_bytes, max_fields);
+            let mut got = inspector(max_bytes, max_fields);
+            let (mut want_refused, mut got_refused) = (None, None);
+            let split = 1 + (next() % 40) as usize;
+            for part in input.chunks(split) {
+                want_refused = want_refused.or(want.feed_reference(part));
+                got_refused = got_refused.or(got.feed(part));
+            }
+            assert_eq!(
+                got_refused,
+                want_refused,
+                "case {case}: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+            assert_eq!(
+                got.phase,
+                want.phase,
+                "case {case}: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+            assert_eq!(got.heads, want.heads, "case {case}");
+        }
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub(crate) fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool 
 /// `Proxy-Authorization`, and `Upgrade`. With `keep_upgrade` (an upgrade request, or the 101 that
 /// answers it) `Upgrade` stays and `Connection: upgrade` is set, so the next hop switches too.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names (cheap comparisons of known
+    // names) instead of a hashed removal per hop-by-hop name.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         // Collect the names first: the map cannot change while its values are borrowed. Usually
         // the options are only `keep-alive`, `close` or `upgrade`, which allocate nothing here.
@@ -84,6 +89,22 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         headers.remove(UPGRADE);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &CONNECTION,
+        &TE,
+        &TRANSFER_ENCODING,
+        &TRAILER,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &UPGRADE,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &HTTP2_SETTINGS,
+    ]
+    .contains(&name)
 }
 
 /// Sets `X-Forwarded-For` (appending the client to a chain the client sent, as nginx's

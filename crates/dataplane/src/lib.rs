@@ -8,10 +8,10 @@
 // Tests may unwrap: a panic there is a failed assertion, not a crash on input (STYLE.md §6).
 
 mod body;
-mod connect;
 mod error;
 mod guard;
 mod headers;
+mod pool;
 mod proxy;
 mod server;
 mod tls;

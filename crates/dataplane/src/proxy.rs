@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use bytes::Bytes;
 use http::header::{
     HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,11 +20,11 @@ use portier_snapshot::{normalize_host, normalize_path, Action, Route, RoutePolic
 use portier_telemetry::AccessRecord;
 use tracing::{debug, debug_span, warn, Instrument};
 
-use crate::body::{BodyFailure, BodyWatch, Finish, Observed, RequestBody, ResponseBody};
-use crate::connect::CONNECT_TIMEOUT;
+use crate::body::{BodyFailure, BodyWatch, Finish, Observed, RequestBody, ResponseBody, UpstreamBody};
 use crate::error::{ErrorKind, GatewayError, Side};
 use crate::guard::Verdict;
 use crate::headers::{self, Forwarded};
+use crate::pool::{self, SendError};
 use crate::server::Conn;
 
 /// The host a request is for, as received.
@@ -63,6 +62,8 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
     let span = debug_span!("req", http.method = %req.method(), http.path = req.uri().path());
     let upgrade_asked = req.headers().contains_key(UPGRADE);
     let result = match check_message(&conn, index, &req).and(host) {
+        // The wrapper would enter and leave the span at every poll even when it is disabled.
+        Ok(host) if span.is_disabled() => route(&conn, req, host, &mut ex, watch.clone()).await,
         Ok(host) => route(&conn, req, host, &mut ex, watch.clone()).instrument(span).await,
         Err(e) => Err(e),
     };
@@ -302,6 +303,10 @@ async fn proxy(
     headers::strip_hop_by_hop(&mut hdrs, upgrade);
     if host.from_uri && !host.raw.is_empty() {
         hdrs.insert(HOST, host.raw.clone());
+    } else if host.raw.is_empty() {
+        // HTTP/1.1 needs a Host (RFC 9112 §3.2); a client without one (HTTP/1.0, HTTP/2 without
+        // :authority) gets the endpoint's, as an HTTP client addressing it would send.
+        hdrs.insert(HOST, endpoint_host(target.endpoint));
     }
     headers::add_forwarded(
         &mut hdrs,
@@ -322,12 +327,12 @@ async fn proxy(
         conn.settings.client_body_timeout,
     ));
     *up.method_mut() = parts.method;
-    *up.uri_mut() = upstream_uri(target.endpoint, target.path, &parts.uri)?;
+    *up.uri_mut() = upstream_target(target.path, &parts.uri)?;
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = hdrs;
 
     let shared = &conn.shared;
-    let sending = CONNECT_TIMEOUT.scope(policy.connect_timeout, shared.client.request(up));
+    let sending = pool::send(shared.pool, target.endpoint, up, policy.connect_timeout);
     let sent = match &body_watch {
         None => tokio::time::timeout(policy.read_timeout, sending).await.ok(),
         Some(w) => tokio::select! {
@@ -335,8 +340,8 @@ async fn proxy(
             stall = watch_upload(w, policy) => return Err(stall.error(cluster, policy)),
         },
     };
-    let resp = match sent {
-        Some(Ok(resp)) => resp,
+    let (resp, mut lease) = match sent {
+        Some(Ok(pair)) => pair,
         Some(Err(e)) => {
             return Err(match body_watch.as_ref().and_then(|w| w.failure()) {
                 Some(BodyFailure::TooLarge) => body_too_large(),
@@ -360,12 +365,16 @@ async fn proxy(
             ));
         };
         shared.spawn_tunnel(conn.clone(), client_io, upstream_io);
+        lease.discard();
     }
     headers::strip_hop_by_hop(&mut rparts.headers, switching);
     // The client-side extensions mean nothing to the server connection; hyper picks the version.
     rparts.extensions = Extensions::new();
     rparts.version = Version::HTTP_11;
-    Ok(Response::from_parts(rparts, ResponseBody::Upstream(rbody)))
+    Ok(Response::from_parts(
+        rparts,
+        ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
+    ))
 }
 
 /// Which upstream deadline passed.
@@ -452,11 +461,9 @@ fn request_host<B>(req: &Request<B>) -> Result<RequestHost, GatewayError> {
     }
 }
 
-/// `http://endpoint/path?query`: the legacy client connects to the authority and sends the
-/// normalized path and the query in origin form, the query byte for byte as the client sent it.
-fn upstream_uri(endpoint: SocketAddr, path: &str, target: &Uri) -> Result<Uri, GatewayError> {
-    let authority = Authority::try_from(endpoint.to_string())
-        .map_err(|_| GatewayError::new(ErrorKind::BadRequest, "cannot address the endpoint"))?;
+/// The origin-form target sent upstream: the normalized path and the query byte for byte as the
+/// client sent it.
+fn upstream_target(path: &str, target: &Uri) -> Result<Uri, GatewayError> {
     let path_and_query = match target.path_and_query() {
         // Already normal: reuse the received bytes.
         Some(pq) if pq.path() == path => pq.clone(),
@@ -470,12 +477,11 @@ fn upstream_uri(endpoint: SocketAddr, path: &str, target: &Uri) -> Result<Uri, G
         }
         None => PathAndQuery::from_static("/"),
     };
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| GatewayError::new(ErrorKind::BadRequest, "invalid request target"))
+    Ok(Uri::from(path_and_query))
+}
+
+fn endpoint_host(endpoint: SocketAddr) -> HeaderValue {
+    HeaderValue::try_from(endpoint.to_string()).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// 308 to the same host and target over HTTPS; 308 (not 301) keeps the method and body.
@@ -517,45 +523,28 @@ fn static_reply(reply: &StaticReply) -> Response<ResponseBody> {
     resp
 }
 
-/// Maps a client error to what the user is told. The cause chain goes to the debug log only.
-fn classify(e: &hyper_util::client::legacy::Error, cluster: &str) -> GatewayError {
-    let mut timed_out = false;
-    let mut hyper_err = None;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
-        }
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            hyper_err.get_or_insert(h);
-        }
-        source = s.source();
-    }
+/// Maps an upstream failure to what the user is told. The cause goes to the debug log only.
+fn classify(e: &SendError, cluster: &str) -> GatewayError {
     debug!(error = ?e, backend = cluster, "upstream request failed");
-    if e.is_connect() {
-        return if timed_out {
-            GatewayError::new(
-                ErrorKind::UpstreamConnectTimeout,
-                format!("connecting to backend {cluster} timed out"),
-            )
-        } else {
-            GatewayError::new(
-                ErrorKind::UpstreamConnect,
-                format!("cannot connect to backend {cluster}"),
-            )
-        };
-    }
-    match hyper_err {
-        Some(h) if h.is_parse() || h.is_parse_status() => GatewayError::new(
+    match e {
+        SendError::ConnectTimeout => GatewayError::new(
+            ErrorKind::UpstreamConnectTimeout,
+            format!("connecting to backend {cluster} timed out"),
+        ),
+        SendError::Connect(io) => GatewayError::new(
+            ErrorKind::UpstreamConnect,
+            format!("cannot connect to backend {cluster} ({})", io.kind()),
+        ),
+        SendError::Exchange(h) if h.is_parse() || h.is_parse_status() => GatewayError::new(
             ErrorKind::UpstreamProtocol,
             format!("backend {cluster} sent an invalid response"),
         ),
         // The client's request body failed while being forwarded: the client went away or broke
         // the framing, so it is the client's error, not the backend's.
-        Some(h) if h.is_user() || h.is_body_write_aborted() => {
+        SendError::Exchange(h) if h.is_user() || h.is_body_write_aborted() => {
             GatewayError::new(ErrorKind::BadRequest, "the request body could not be read")
         }
-        _ => GatewayError::new(
+        SendError::Exchange(_) => GatewayError::new(
             ErrorKind::UpstreamReset,
             format!("backend {cluster} closed the connection before answering"),
         ),
@@ -667,29 +656,18 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uri_has_the_normalized_path_and_the_raw_query() {
-        let ep: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+    fn upstream_target_has_the_normalized_path_and_the_raw_query() {
         let cases = [
-            ("/a%2Fb?q=%20x&y", "http://10.0.0.1:8080/a%2Fb?q=%20x&y"),
-            ("/a/../%7e//b?q=/../%2e", "http://10.0.0.1:8080/~/b?q=/../%2e"),
-            ("http://shop.example/p?q", "http://10.0.0.1:8080/p?q"),
-            ("*", "http://10.0.0.1:8080*"),
+            ("/a%2Fb?q=%20x&y", "/a%2Fb?q=%20x&y"),
+            ("/a/../%7e//b?q=/../%2e", "/~/b?q=/../%2e"),
+            ("http://shop.example/p?q", "/p?q"),
         ];
         for (target, want) in cases {
             let uri: Uri = target.parse().unwrap();
-            let path = normalize_path(uri.path())
-                .map(|p| p.into_owned())
-                .unwrap_or_else(|_| uri.path().to_owned());
-            let got = upstream_uri(ep, &path, &uri).map(|u| u.to_string());
-            // `*` (OPTIONS) has no path to forward; building it may fail, but must not panic.
-            if target != "*" {
-                assert_eq!(got.unwrap(), want, "{target}");
-            }
+            let path = normalize_path(uri.path()).unwrap().into_owned();
+            assert_eq!(upstream_target(&path, &uri).unwrap().to_string(), want, "{target}");
         }
         let v6: SocketAddr = "[::1]:80".parse().unwrap();
-        assert_eq!(
-            upstream_uri(v6, "/", &"/".parse().unwrap()).unwrap().to_string(),
-            "http://[::1]:80/"
-        );
+        assert_eq!(endpoint_host(v6), "[::1]:80");
     }
 }

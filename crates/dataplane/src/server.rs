@@ -14,7 +14,6 @@ use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use portier_snapshot::{GlobalSettings, SnapshotCell};
 use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, Metrics};
@@ -25,9 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, field, info, info_span, warn, Instrument};
 
-use crate::body::RequestBody;
-use crate::connect::Connector;
 use crate::guard::{GuardState, Guarded, HeadLimits};
+use crate::pool::PoolConfig;
 use crate::DataplaneConfig;
 
 /// State shared by every connection of one [`Dataplane`](crate::Dataplane).
@@ -36,8 +34,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: AccessLog,
     pub(crate) cfg: DataplaneConfig,
-    /// Keep-alive pool per endpoint address (the pool key is the URI authority).
-    pub(crate) client: Client<Connector, RequestBody>,
+    /// Upstream keep-alive settings (the pools themselves are per thread, see [`crate::pool`]).
+    pub(crate) pool: PoolConfig,
     tls: TlsAcceptor,
     /// Every connection and tunnel task, so shutdown can wait for them.
     tracker: TaskTracker,
@@ -114,11 +112,9 @@ impl Shared {
         cfg: DataplaneConfig,
     ) -> Self {
         // The pool idle timeout is read once, at startup: the pool is shared by all snapshots.
-        let pool_idle = cell.load().settings().upstream_keepalive_timeout;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(pool_idle)
-            .build(Connector::new());
+        let pool = PoolConfig {
+            idle_timeout: cell.load().settings().upstream_keepalive_timeout,
+        };
 
         let tls = TlsAcceptor::from(crate::tls::server_config(cell.clone()));
         Self {
@@ -126,7 +122,7 @@ impl Shared {
             metrics,
             access_log,
             cfg,
-            client,
+            pool,
             tls,
             tracker: TaskTracker::new(),
             force: CancellationToken::new(),
@@ -369,13 +365,20 @@ async fn serve_http<I>(
             .header_read_timeout(s.keep_alive_timeout.max(s.client_header_timeout))
             // hyper's own limits are a backstop at twice ours: below them the guard sees the head
             // and the service answers 431 with `x-portier-error`; above, hyper answers a bare 431.
-            .max_headers(s.max_header_count.saturating_mul(2).max(1))
             .max_header_size(s.max_header_bytes.saturating_mul(2).max(1))
             .max_buf_size(s.max_header_bytes.saturating_mul(2).max(MIN_BUF) + MIN_BUF);
+        if s.max_header_count > HYPER_DEFAULT_MAX_HEADERS {
+            // Setting it at all costs an initialised field array per request (hyper allocates
+            // `max_headers` slots); hyper's own 100 on the stack is the backstop otherwise.
+            builder.max_headers(s.max_header_count.saturating_mul(2));
+        }
         let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
     }
 }
+
+/// The number of header fields hyper accepts when `max_headers` is not set.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// hyper's smallest accepted `max_buf_size`.
 const MIN_BUF: usize = 8192;

@@ -487,3 +487,43 @@ async fn silent_client_is_closed_after_the_client_header_timeout() {
         assert!(matches!(n, Ok(0) | Err(_)), "tls={tls}: {n:?}");
     }
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let (up, accepted) = counting_upstream(false).await;
+    let gw = Gateway::start(snapshot(
+        vec![route("shop.example", "/", proxy_to(0))],
+        vec![Cluster::new("shop/web:80", "shop/web", vec![up])],
+    ))
+    .await;
+    for _ in 0..3 {
+        // A new client connection each time: the upstream connection outlives client connections.
+        let mut client = h1(gw.http).await;
+        for _ in 0..5 {
+            let reply = client.send(get("shop.example", "/")).await;
+            assert_eq!(reply.status, 200);
+        }
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn upstream_closing_idle_connections_fails_no_request() {
+    let (up, accepted) = counting_upstream(true).await;
+    let gw = Gateway::start(snapshot(
+        vec![route("shop.example", "/", proxy_to(0))],
+        vec![Cluster::new("shop/web:80", "shop/web", vec![up])],
+    ))
+    .await;
+    let mut client = h1(gw.http).await;
+    for i in 0..20 {
+        let reply = client.send(get("shop.example", "/")).await;
+        assert_eq!(reply.status, 200, "request {i}: {:?}", reply.error());
+        if i % 2 == 0 {
+            // Give the close time to arrive, so both orders are exercised: closed before the next
+            // checkout, and closed while the next request is being written.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 20);
+}

@@ -20,9 +20,9 @@ pub use cert_manager::{
     AcmeChallenge, AcmeSpec, Certificate, CertificateSpec, Dns01Spec, EabSpec, Http01IngressSpec, Http01Spec,
     IssuerObject, IssuerRefSpec, IssuerSpec, PrivateKeySpec, Rfc2136Spec, SecretKeySelector, SelectorSpec, SolverSpec,
 };
-pub use origin::{Origin, SpanMap};
+pub use origin::{lookup_in, Locate, Origin, SpanMap};
 pub use static_response::{StaticResponse, StaticResponseSpec, STATIC_RESPONSE_API_GROUP};
-pub use store::{Model, ModelStore, ProviderId};
+pub use store::{order_by_id, Model, ModelStore, ProviderId};
 
 /// One object with its identity and origin.
 #[derive(Debug, Clone)]

@@ -1,13 +1,27 @@
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
 use portier_core::{FieldPath, Span};
 
-/// Where an object came from. Objects read from files carry a [`SpanMap`] so that diagnostics can
-/// point at `file:line:col`; objects from the Kubernetes API carry none and show only the field path.
+/// Where an object came from. Objects read from files carry their positions (a [`SpanMap`], or a
+/// [`Locate`] that finds them on demand) so that diagnostics can point at `file:line:col`; objects
+/// from the Kubernetes API carry none and show only the field path.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    spans: Option<Arc<SpanMap>>,
+    spans: Option<Arc<dyn Locate>>,
+}
+
+/// Positions of the fields of one object, however they are kept. The files provider keeps the
+/// text of each document and parses it again when a diagnostic asks: positions are needed for a
+/// handful of fields, and a table of every field of every object would cost more memory than the
+/// objects themselves.
+pub trait Locate: fmt::Debug + Send + Sync {
+    /// The file the object was read from, as spans name it.
+    fn file(&self) -> &Arc<str>;
+
+    /// The position of `path` (`spec.rules[0].host`), or of its nearest ancestor that has one.
+    fn locate(&self, path: &str) -> Span;
 }
 
 /// Positions of every field of one YAML document, keyed by field path (`spec.rules[0].host`).
@@ -33,14 +47,19 @@ impl Origin {
         }
     }
 
+    /// An origin whose positions are found on demand.
+    pub fn located(spans: Arc<dyn Locate>) -> Self {
+        Self { spans: Some(spans) }
+    }
+
     pub fn file_name(&self) -> Option<&str> {
-        self.spans.as_deref().map(|s| &*s.file)
+        self.spans.as_deref().map(|s| &**s.file())
     }
 
     /// The position of `path`, or of its nearest ancestor that has one (a defaulted field points at
     /// the object that lacks it).
     pub fn span(&self, path: &FieldPath) -> Option<Span> {
-        self.spans.as_ref().map(|s| s.lookup(path.as_str()))
+        self.spans.as_ref().map(|s| s.locate(path.as_str()))
     }
 }
 
@@ -65,20 +84,36 @@ impl SpanMap {
     }
 
     pub fn lookup(&self, path: &str) -> Span {
-        let mut p = path;
-        let (line, col) = loop {
-            if let Some(pos) = self.fields.get(p) {
-                break *pos;
-            }
-            match p.rfind(['.', '[']) {
-                Some(i) => p = &p[..i],
-                None => break self.doc,
-            }
-        };
+        let (line, col) = lookup_in(path, self.doc, |p| self.fields.get(p).copied());
         Span {
             file: self.file.clone(),
             line,
             col,
+        }
+    }
+}
+
+impl Locate for SpanMap {
+    fn file(&self) -> &Arc<str> {
+        &self.file
+    }
+
+    fn locate(&self, path: &str) -> Span {
+        self.lookup(path)
+    }
+}
+
+/// The position `find` knows for `path`, or for its nearest ancestor (`spec.rules[0].host` →
+/// `spec.rules[0]` → `spec.rules` → `spec`), or `root` when none has one.
+pub fn lookup_in(path: &str, root: (u32, u32), find: impl Fn(&str) -> Option<(u32, u32)>) -> (u32, u32) {
+    let mut p = path;
+    loop {
+        if let Some(pos) = find(p) {
+            return pos;
+        }
+        match p.rfind(['.', '[']) {
+            Some(i) => p = &p[..i],
+            None => return root,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! A directory of manifest files → one `Change::Resync` per scan.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use portier_core::{Diagnostic, FieldPath, ObjectRef, Span};
+use portier_core::{Diagnostic, FieldPath, Span};
 use portier_model::{Change, Resource};
 
 use crate::manifest;
@@ -43,11 +43,13 @@ pub enum ProviderError {
 /// What one file held the last time it was read.
 #[derive(Debug)]
 struct Cached {
-    /// The bytes last read: an unchanged file is not parsed again. Comparing content rather than
-    /// mtime stays correct for edits within the file system's timestamp granularity.
-    content: Vec<u8>,
-    /// Objects of the last version whose YAML parsed.
-    resources: Vec<Arc<Resource>>,
+    /// The last version whose YAML parsed, in chunks of documents with their objects: an edit
+    /// parses again only the chunks it changed.
+    chunks: Vec<manifest::Chunk>,
+    /// The bytes last read when they did not parse (`None`: they are the text of `chunks`). An
+    /// unchanged file is not parsed again; comparing content rather than mtime stays correct for
+    /// edits within the file system's timestamp granularity.
+    broken: Option<Vec<u8>>,
     /// Problems in the version last read.
     diagnostics: Vec<Diagnostic>,
 }
@@ -68,8 +70,9 @@ impl FileProvider {
         &self.root
     }
 
-    /// Reads the directory again and returns everything it holds now. This does blocking file
-    /// I/O. Fails only when the directory itself cannot be read; everything else is a diagnostic.
+    /// Reads the directory again and returns everything it holds now, in id order. This does
+    /// blocking file I/O. Fails only when the directory itself cannot be read; everything else is
+    /// a diagnostic.
     pub fn scan(&mut self) -> Result<Change, ProviderError> {
         let walk = walk(&self.root)?;
         let mut diagnostics = walk.diagnostics;
@@ -90,26 +93,41 @@ impl FileProvider {
         }
         self.files = files;
 
-        let mut resources: Vec<Arc<Resource>> = Vec::new();
-        let mut seen: HashMap<&ObjectRef, Option<Span>> = HashMap::new();
-        for r in self.files.values().flat_map(|c| &c.resources) {
-            let name_at = r.origin.span(&FieldPath::new("metadata.name"));
-            if let Some(first) = seen.get(&r.id) {
-                let first = first
-                    .as_ref()
-                    .map_or_else(|| "another file".to_owned(), ToString::to_string);
-                diagnostics.push(
-                    Diagnostic::error(format!("duplicate definition; the one at {first} is used"))
-                        .object(r.id.clone())
-                        .span(name_at)
-                        .help(format!(
-                            "remove one of the two definitions, or rename one (first at {first})"
-                        )),
-                );
-                continue;
+        // The first definition of an id (in path order, then file order) wins. Sorting finds
+        // the others faster than a map of ids would, and hands the model the objects in the
+        // order it keeps them in.
+        let all: Vec<&Arc<Resource>> = self
+            .files
+            .values()
+            .flat_map(|c| manifest::resources(&c.chunks))
+            .collect();
+        let order = portier_model::order_by_id(all.iter().map(|r| &r.id));
+        let mut resources: Vec<Arc<Resource>> = Vec::with_capacity(all.len());
+        // Later definition → first definition, reported in file order.
+        let mut later: Vec<(usize, usize)> = Vec::new();
+        for run in order.chunk_by(|&a, &b| all[a].id == all[b].id) {
+            if let Some((&first, rest)) = run.split_first() {
+                resources.push(Arc::clone(all[first]));
+                later.extend(rest.iter().map(|&i| (i, first)));
             }
-            seen.insert(&r.id, name_at);
-            resources.push(r.clone());
+        }
+        later.sort_unstable();
+        for (i, first) in later {
+            let r = all[i];
+            // Positions are looked up only here: finding one parses its document again.
+            let name = FieldPath::new("metadata.name");
+            let first = all[first]
+                .origin
+                .span(&name)
+                .map_or_else(|| "another file".to_owned(), |s| s.to_string());
+            diagnostics.push(
+                Diagnostic::error(format!("duplicate definition; the one at {first} is used"))
+                    .object(r.id.clone())
+                    .span(r.origin.span(&name))
+                    .help(format!(
+                        "remove one of the two definitions, or rename one (first at {first})"
+                    )),
+            );
         }
         tracing::debug!(
             dir = %self.root.display(),
@@ -135,8 +153,8 @@ fn read(path: &Path, previous: Option<Cached>) -> (Cached, Option<Diagnostic>) {
     };
     let keep = |previous: Option<Cached>| {
         previous.unwrap_or(Cached {
-            content: Vec::new(),
-            resources: Vec::new(),
+            chunks: Vec::new(),
+            broken: None,
             diagnostics: Vec::new(),
         })
     };
@@ -157,39 +175,37 @@ fn read(path: &Path, previous: Option<Cached>) -> (Cached, Option<Diagnostic>) {
             return (keep(previous), Some(d));
         }
     };
-    if let Some(previous) = previous.as_ref().filter(|p| p.content == content) {
-        return (
-            Cached {
-                content,
-                resources: previous.resources.clone(),
-                diagnostics: previous.diagnostics.clone(),
-            },
-            None,
-        );
-    }
+    let previous = match previous {
+        Some(p) if p.same_content(&content) => return (p, None),
+        other => other,
+    };
+    let known = previous.as_ref().map_or(&[][..], |p| &p.chunks[..]);
     let parsed = match std::str::from_utf8(&content) {
         Err(e) => Err(Box::new(
             Diagnostic::error(format!("file is not UTF-8: {e}")).span(at_start()),
         )),
-        Ok(text) => manifest::parse_file(&label, text),
+        Ok(text) => manifest::parse_chunks(&label, text, known),
     };
     match parsed {
-        Ok(parsed) => (
-            Cached {
-                content,
-                resources: parsed.resources.into_iter().map(Arc::new).collect(),
-                diagnostics: parsed.diagnostics,
-            },
-            None,
-        ),
+        Ok(chunks) => {
+            let diagnostics = chunks.iter().flat_map(|c| c.diagnostics.iter().cloned()).collect();
+            (
+                Cached {
+                    chunks,
+                    broken: None,
+                    diagnostics,
+                },
+                None,
+            )
+        }
         Err(d) => {
             let help = kept_help(d.help.as_deref().unwrap_or("fix the YAML"), previous.as_ref());
             let d = (*d).help(help);
-            let resources = previous.map(|p| p.resources).unwrap_or_default();
+            let chunks = previous.map(|p| p.chunks).unwrap_or_default();
             (
                 Cached {
-                    content,
-                    resources,
+                    chunks,
+                    broken: Some(content),
                     diagnostics: vec![d],
                 },
                 None,
@@ -198,9 +214,21 @@ fn read(path: &Path, previous: Option<Cached>) -> (Cached, Option<Diagnostic>) {
     }
 }
 
+// === impl Cached ===
+
+impl Cached {
+    /// Whether `content` is what this file held when it was last read.
+    fn same_content(&self, content: &[u8]) -> bool {
+        match &self.broken {
+            Some(bytes) => bytes == content,
+            None => manifest::same_text(&self.chunks, content),
+        }
+    }
+}
+
 /// Tells the operator that a broken file still serves its last good version.
 fn kept_help(what_to_do: &str, previous: Option<&Cached>) -> String {
-    match previous.map_or(0, |p| p.resources.len()) {
+    match previous.map_or(0, |p| manifest::resources(&p.chunks).count()) {
         0 => what_to_do.to_owned(),
         1 => format!("{what_to_do}; until then portier keeps the 1 object this file held before"),
         n => format!("{what_to_do}; until then portier keeps the {n} objects this file held before"),

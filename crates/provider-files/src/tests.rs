@@ -436,7 +436,8 @@ fn scan_reports_duplicates_on_the_later_file() {
     write(dir.path(), "notes.txt", &service("ignored"));
     let (resources, diagnostics) = resync(FileProvider::new(dir.path()).scan().unwrap());
     let names: Vec<_> = resources.iter().map(|r| r.name().to_owned()).collect();
-    assert_eq!(names, ["web", "other"]);
+    // In id order, as the model keeps them.
+    assert_eq!(names, ["other", "web"]);
     let [d] = diagnostics.as_slice() else {
         panic!("{diagnostics:#?}")
     };
@@ -544,4 +545,85 @@ fn list_items_are_read_with_their_own_positions() {
         Some("spec.rules[0].http.paths[0].backend.service.port.number")
     );
     assert_eq!(d.span.as_ref().map(|s| s.line), Some(13), "{d}");
+}
+
+/// What a parse gives, with the positions compile asks for, to compare two ways of parsing.
+fn outcome(r: Result<Vec<manifest::Chunk>, Box<portier_core::Diagnostic>>) -> Vec<String> {
+    let chunks = match r {
+        Ok(c) => c,
+        Err(d) => return vec![format!("file error: {d:?}")],
+    };
+    let mut out = Vec::new();
+    for r in manifest::resources(&chunks) {
+        out.push(format!("{} {:?}", r.id, r.object));
+        for path in [
+            "",
+            "metadata.name",
+            "spec",
+            "spec.ports[0].port",
+            "spec.rules[0].host",
+            "nope.x",
+        ] {
+            out.push(format!("  {path}: {:?}", r.origin.span(&FieldPath::new(path))));
+        }
+    }
+    out.extend(chunks.iter().flat_map(|c| &c.diagnostics).map(|d| format!("{d:?}")));
+    out
+}
+
+#[test]
+fn chunked_parse_equals_whole_parse() {
+    let bomb = {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..4 {
+            s += &format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+                p = i - 1
+            );
+        }
+        s
+    };
+    let inputs = [
+        format!("{SERVICE}---\n{INGRESS}"),
+        format!("# c\n---\n{SERVICE}\n---\n\n---\n{INGRESS}---\n"),
+        format!("{SERVICE}...\n---\n{INGRESS}...\n"),
+        format!("{}---\n{}", SERVICE.replace('\n', "\r\n"), INGRESS.replace('\n', "\r\n")),
+        format!("{SERVICE}---\n{}", SERVICE.replace("name: web", "name: web\n  name: twice")),
+        format!("{SERVICE}---\nkind: [\n---\n{INGRESS}"),
+        format!("{SERVICE}---\nx: \"open\n---\nkind: Service\n"),
+        format!("{SERVICE}--- |\n  text\n---\n{INGRESS}"),
+        format!("--- |\nfoo\n---\n{SERVICE}"),
+        format!("--- >\nfoo\n--- \n{SERVICE}"),
+        format!("%YAML 1.2\n---\n{SERVICE}---\n{INGRESS}"),
+        format!("{SERVICE}---\n%TAG !e! tag:example.com,2000:\n---\n{INGRESS}"),
+        format!("{SERVICE}---\napiVersion: v1\nkind: List\nitems:\n- {}\n---\n{INGRESS}", service("a").replace('\n', "\n  ")),
+        format!("{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}---\n{bomb}"),
+        format!("{SERVICE}---\r{INGRESS}"),
+        format!("{SERVICE}---\n{INGRESS}\u{85}---\n{SERVICE}"),
+        "---\n---".to_owned(),
+        "---x\n---\na: 1\n----\n--- # c\n---\t\n".to_owned(),
+        String::new(),
+    ];
+    let file: Arc<str> = "a.yaml".into();
+    for input in &inputs {
+        let whole = outcome(manifest::whole(&file, input));
+        let chunked = outcome(manifest::parse_chunks(&file, input, &[]));
+        assert_eq!(chunked, whole, "{input:?}");
+        // Reusing the chunks of a parse, here shifted by two lines, changes nothing either.
+        let previous = manifest::parse_chunks(&file, input, &[]).unwrap_or_default();
+        let shifted = format!("#\n#\n{input}");
+        if input.starts_with('%') {
+            continue;
+        }
+        let reused = outcome(manifest::parse_chunks(&file, &shifted, &previous));
+        assert_eq!(reused, outcome(manifest::whole(&file, &shifted)), "{input:?} shifted");
+        // Documents added after, and removed before, the reused ones.
+        let longer = format!("{input}\n---\n{}", service("added"));
+        let reused = outcome(manifest::parse_chunks(&file, &longer, &previous));
+        assert_eq!(reused, outcome(manifest::whole(&file, &longer)), "{input:?} appended");
+        let previous =
+            manifest::parse_chunks(&file, &format!("{}---\n{input}", service("gone")), &[]).unwrap_or_default();
+        let reused = outcome(manifest::parse_chunks(&file, input, &previous));
+        assert_eq!(reused, whole, "{input:?} after a removal");
+    }
 }

@@ -10,8 +10,10 @@ use tokio::time::{timeout, Instant};
 use crate::ProviderError;
 
 /// After the first event, wait until the directory has been quiet this long: an editor's
-/// save-by-rename or a `cp -r` is a burst of events that should cause one scan.
-const QUIET: Duration = Duration::from_millis(100);
+/// save-by-rename or a `cp -r` is a burst of events that should cause one scan. The events of
+/// such a burst come microseconds to a few milliseconds apart; the wait is half of the time an
+/// edit may take to go live at ten thousand hosts (200 ms).
+const QUIET: Duration = Duration::from_millis(50);
 
 /// A steady stream of writes must not postpone the scan forever.
 const MAX_DELAY: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
-//! YAML text → one JSON value per document, plus the position of every mapping value and sequence
-//! item, built from saphyr-parser events.
+//! YAML text → one JSON value per document and, when asked, the position of every mapping value
+//! and sequence item, built from saphyr-parser events.
 //!
 //! Kubernetes decodes manifests by converting YAML to JSON first (sigs.k8s.io/yaml), so we do the
 //! same: the typed decode in `portier-model` then sees exactly what the API server would.
@@ -45,31 +45,56 @@ pub(crate) struct Document {
     pub problem: Option<Problem>,
 }
 
-/// Parses every document of `text`. An error means the file as a whole cannot be trusted
-/// (syntax error, nesting or alias limits), so none of its documents should be used.
-pub(crate) fn load(text: &str) -> Result<Vec<Document>, Problem> {
-    let mut loader = Loader::default();
+/// How [`load_each`] reads a text.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Options {
+    /// Lines before `text` in its file: added to every position.
+    pub line_offset: u32,
+    /// Record the field path and position of every value ([`Document::spans`]). Without it the
+    /// loader allocates nothing but the values themselves.
+    pub spans: bool,
+}
+
+/// Parses every document of `text` and hands each one to `each` as soon as it is complete, so
+/// only one document's values are alive at a time. Returns the number of nodes aliases expanded
+/// to. An error means the text as a whole cannot be trusted; documents already handed out must
+/// then be dropped by the caller.
+pub(crate) fn load_each(text: &str, opts: Options, mut each: impl FnMut(Document)) -> Result<u64, Problem> {
+    let mut loader = Loader {
+        docs: Vec::new(),
+        doc: None,
+        alias_nodes: 0,
+        opts,
+    };
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| Problem {
             message: format!("invalid YAML: {}", e.info()),
-            pos: pos(e.marker()),
+            pos: loader.pos(e.marker()),
             help: None,
         })?;
-        loader.event(event, pos(&span.start))?;
+        let at = loader.pos(&span.start);
+        loader.event(event, at)?;
+        for doc in loader.docs.drain(..) {
+            each(doc);
+        }
     }
     loader.finish_document(Pos::default());
-    Ok(loader.docs)
+    for doc in loader.docs.drain(..) {
+        each(doc);
+    }
+    Ok(loader.alias_nodes)
 }
 
 // === impl Loader ===
 
-#[derive(Default)]
 struct Loader {
+    /// Finished documents not yet handed out.
     docs: Vec<Document>,
     doc: Option<DocState>,
-    /// Nodes produced by alias expansion so far, in the whole file.
+    /// Nodes produced by alias expansion so far, in the whole text.
     alias_nodes: u64,
+    opts: Options,
 }
 
 #[derive(Default)]
@@ -79,6 +104,8 @@ struct DocState {
     start: Option<Pos>,
     root: Option<Value>,
     stack: Vec<Frame>,
+    /// Whether to record [`Document::spans`].
+    track: bool,
     /// Anchor id → (value, node count). saphyr-parser numbers anchors across the whole stream,
     /// and YAML scopes them to one document, so this map starts empty for each document.
     anchors: HashMap<usize, (Value, u64)>,
@@ -126,6 +153,7 @@ impl Loader {
                 self.finish_document(at);
                 self.doc = Some(DocState {
                     begin: at,
+                    track: self.opts.spans,
                     ..DocState::default()
                 });
             }
@@ -193,10 +221,20 @@ impl Loader {
     /// The open document. saphyr-parser always sends `DocumentStart` first; opening one here
     /// anyway means a surprise in its event order cannot lose a node.
     fn doc_mut(&mut self, at: Pos) -> &mut DocState {
+        let track = self.opts.spans;
         self.doc.get_or_insert_with(|| DocState {
             begin: at,
+            track,
             ..DocState::default()
         })
+    }
+
+    fn pos(&self, m: &Marker) -> Pos {
+        let at = pos(m);
+        Pos {
+            line: at.line.saturating_add(self.opts.line_offset),
+            col: at.col,
+        }
     }
 
     fn finish_document(&mut self, at: Pos) {
@@ -256,6 +294,9 @@ impl DocState {
 
     /// Records where a node starts and returns its field path.
     fn start_node(&mut self, at: Pos) -> String {
+        if !self.track && !self.stack.is_empty() {
+            return String::new();
+        }
         match self.slot() {
             Slot::Root => {
                 self.start = Some(at);

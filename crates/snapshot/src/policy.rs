@@ -4,7 +4,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 /// Per-route limits and access rules, from Ingress annotations over the global settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoutePolicy {
     /// Largest request body accepted, in bytes; `None` means unlimited (ingress-nginx `0`).
     /// Decided from `Content-Length` before the upstream is contacted, and by counting streamed
@@ -23,7 +23,7 @@ pub struct RoutePolicy {
 
 /// Which client addresses may use a route. Deny wins over allow; a non-empty allow list admits
 /// only its members (ingress-nginx semantics). Refused clients get 403.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct SourceFilter {
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,

@@ -95,6 +95,9 @@ pub struct Lookup<'a> {
     pub route: &'a Arc<Route>,
 }
 
+/// Paths a host may have before [`RouteTableBuilder`] indexes them by path.
+const SEEN_AFTER: usize = 8;
+
 /// Builds a [`RouteTable`]. Routes of several Ingresses for the same host merge; a second route with
 /// the same host, path and match type is refused, so the caller decides who wins (compile adds the
 /// oldest Ingress first).
@@ -106,7 +109,9 @@ pub struct RouteTableBuilder {
 #[derive(Debug, Default)]
 struct HostBuilder {
     routes: Vec<Arc<Route>>,
-    seen: HashMap<PathMatch, usize>,
+    /// Index of each path in `routes`, once the host has more than a few: most hosts have one or
+    /// two paths, and a map per host would cost more than the routes.
+    seen: Option<HashMap<PathMatch, usize>>,
     fallback: Option<Arc<Route>>,
 }
 
@@ -274,10 +279,25 @@ impl RouteTableBuilder {
     /// Adds a route under its host. Returns the route already holding the same host and path, if any.
     pub fn add(&mut self, route: Route) -> Result<(), Arc<Route>> {
         let host = self.hosts.entry(route.host.clone()).or_default();
-        if let Some(&i) = host.seen.get(&route.path) {
+        let existing = match &host.seen {
+            Some(seen) => seen.get(&route.path).copied(),
+            None => host.routes.iter().position(|r| r.path == route.path),
+        };
+        if let Some(i) = existing {
             return Err(host.routes[i].clone());
         }
-        host.seen.insert(route.path.clone(), host.routes.len());
+        if host.seen.is_none() && host.routes.len() >= SEEN_AFTER {
+            host.seen = Some(
+                host.routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.path.clone(), i))
+                    .collect(),
+            );
+        }
+        if let Some(seen) = host.seen.as_mut() {
+            seen.insert(route.path.clone(), host.routes.len());
+        }
         host.routes.push(Arc::new(route));
         Ok(())
     }

@@ -369,3 +369,31 @@ pub async fn h2_over(tls: tokio_rustls::client::TlsStream<TcpStream>) -> Client 
 pub fn empty_get(uri: &str) -> Request<Empty<Bytes>> {
     Request::get(uri).body(Empty::new()).unwrap()
 }
+
+/// A raw HTTP/1.1 upstream that counts the connections it accepts and answers every request
+/// `200 ok` with keep-alive; with `close_after_answer` it closes each connection right after its
+/// first answer without saying so, as an upstream whose keep-alive timeout fires does.
+pub async fn counting_upstream(close_after_answer: bool) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                loop {
+                    let head = read_head(&mut stream).await;
+                    if head.is_empty() {
+                        return;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() || close_after_answer {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
