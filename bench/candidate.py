@@ -17,10 +17,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def main() -> None:
-    routes_file, workdir = sys.argv[1], sys.argv[2]
+def write_manifests(routes_file: str, workdir: str) -> str:
+    """Writes {workdir}/manifests/bench.yaml for the routes file; returns the manifests dir."""
     cfg = json.load(open(routes_file))
-    http, https = cfg["listen"]["http"], cfg["listen"]["https"]
     manifests = os.path.join(workdir, "manifests")
     os.makedirs(manifests, exist_ok=True)
 
@@ -77,6 +76,14 @@ def main() -> None:
         for d in docs:
             f.write("---\n" + json.dumps(d) + "\n")
 
+    return manifests
+
+
+def main() -> None:
+    routes_file, workdir = sys.argv[1], sys.argv[2]
+    listen = json.load(open(routes_file))["listen"]
+    http, https = listen["http"], listen["https"]
+    manifests = write_manifests(routes_file, workdir)
     binary = os.environ.get("PORTIER_BIN", os.path.join(HERE, "..", "target", "release", "portier"))
     os.execv(binary, [binary, "serve", "--config", manifests,
                       "--http-listen", http, "--https-listen", https,

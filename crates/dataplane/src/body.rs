@@ -2,7 +2,10 @@
 //! body also finishes the exchange: when it ends (or is dropped early) the request is counted in
 //! the metrics and its access-log record is sent, so both see the whole transfer.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -13,10 +16,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use portier_snapshot::Route;
-use portier_telemetry::AccessRecord;
+use portier_telemetry::{AccessRecord, Metrics, RouteMetrics};
 use tokio::time::Sleep;
 
-use crate::pool::Lease;
+use crate::pool::{AddrHasher, Lease};
 use crate::server::Conn;
 
 /// The client's request body on its way to the upstream. Enforces the route's body limit on
@@ -369,6 +372,41 @@ impl Finish {
             record.error = self.error;
             shared.access_log.log(*record);
         }
-        shared.metrics.request_shared(ingress, service, self.status, elapsed);
+        match &self.route {
+            Some(_) => record_route(&shared.metrics, ingress, service, self.status, elapsed),
+            None => shared.metrics.request_shared(ingress, service, self.status, elapsed),
+        }
+    }
+}
+
+/// Per thread, the resolved metrics of the routes served, keyed by the identity of the registry
+/// and of the label strings. Each entry holds those strings, so an address cannot be reused by another label
+/// while it is a key. A reload makes new strings: the map is emptied when it grows past
+/// [`ROUTE_METRICS_CACHED`].
+type RouteMetricsCache = HashMap<(usize, usize, usize), RouteMetrics, BuildHasherDefault<AddrHasher>>;
+
+thread_local! {
+    static ROUTE_METRICS: RefCell<RouteMetricsCache> = RefCell::new(RouteMetricsCache::default());
+}
+
+const ROUTE_METRICS_CACHED: usize = 16_384;
+
+fn record_route(metrics: &Metrics, ingress: &Arc<str>, service: &Arc<str>, code: u16, elapsed: Duration) {
+    let key = (
+        std::ptr::from_ref(metrics) as usize,
+        Arc::as_ptr(ingress).cast::<u8>() as usize,
+        Arc::as_ptr(service).cast::<u8>() as usize,
+    );
+    let cached = ROUTE_METRICS.try_with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.len() >= ROUTE_METRICS_CACHED && !cache.contains_key(&key) {
+            cache.clear();
+        }
+        let m = cache.entry(key).or_insert_with(|| metrics.route(ingress, service));
+        m.observe(code, elapsed);
+    });
+    if cached.is_err() {
+        // The thread is exiting and its cache is gone.
+        metrics.request_shared(ingress, service, code, elapsed);
     }
 }

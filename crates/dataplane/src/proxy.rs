@@ -70,7 +70,7 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
     let (mut resp, error) = match result {
         Ok(resp) => (resp, None),
         Err(e) => {
-            report(&e, &ex);
+            report(&e, &ex, conn.client);
             (e.response(), Some(e.kind.as_str()))
         }
     };
@@ -551,14 +551,20 @@ fn classify(e: &SendError, cluster: &str) -> GatewayError {
     }
 }
 
-fn report(e: &GatewayError, ex: &Exchange) {
+fn report(e: &GatewayError, ex: &Exchange, client: SocketAddr) {
     let upstream = ex.upstream.map(tracing::field::display);
     match e.kind.side() {
         Side::Client | Side::Config => {
             debug!(error.kind = e.kind.as_str(), error.message = %e.message, upstream, "request not served")
         }
         Side::Upstream => {
-            warn!(error.kind = e.kind.as_str(), error.message = %e.message, upstream, "upstream failed")
+            warn!(
+                error.kind = e.kind.as_str(),
+                error.message = %e.message,
+                upstream,
+                client.addr = %client,
+                "upstream failed"
+            )
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -30,6 +30,25 @@ pub struct Metrics {
 
 /// The open-connection gauge of one listener. Take it once per listener, then call
 /// [`open`](Self::open) per accepted connection: no label lookup per connection.
+/// The request metrics of one Ingress and backend, resolved once: recording through it skips
+/// the label-set hashing and map lookups of [`Metrics::request_shared`] (~900 instructions per
+/// request, callgrind). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    inner: Arc<RouteCells>,
+}
+
+#[derive(Debug)]
+struct RouteCells {
+    ingress: Arc<str>,
+    service: Arc<str>,
+    requests: Family<RequestLabels, Counter>,
+    duration: DurationHistogram,
+    /// The `200` counter, made on the first 200 so a route that never answered one shows no
+    /// zero series.
+    ok: OnceLock<Counter>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConnectionGauge {
     gauge: Gauge,
@@ -180,6 +199,22 @@ impl Metrics {
     }
 
     /// The shared empty label value, for requests without a route.
+    /// The request metrics of `ingress` and `service`, for recording many requests.
+    pub fn route(&self, ingress: &Arc<str>, service: &Arc<str>) -> RouteMetrics {
+        let duration = self.durations.get_or_create_owned(&IngressLabels {
+            ingress: ingress.clone(),
+        });
+        RouteMetrics {
+            inner: Arc::new(RouteCells {
+                ingress: ingress.clone(),
+                service: service.clone(),
+                requests: self.requests.clone(),
+                duration,
+                ok: OnceLock::new(),
+            }),
+        }
+    }
+
     pub fn no_label(&self) -> &Arc<str> {
         &self.empty
     }
@@ -273,6 +308,29 @@ impl EncodeMetric for DurationHistogram {
     }
 }
 
+// === impl RouteMetrics ===
+
+impl RouteMetrics {
+    /// Counts one answered request and its duration, as [`Metrics::request_shared`] does.
+    pub fn observe(&self, code: u16, duration: Duration) {
+        let cells = &*self.inner;
+        let labels = || RequestLabels {
+            ingress: cells.ingress.clone(),
+            service: cells.service.clone(),
+            code,
+        };
+        if code == 200 {
+            cells
+                .ok
+                .get_or_init(|| cells.requests.get_or_create_owned(&labels()))
+                .inc();
+        } else {
+            cells.requests.get_or_create(&labels()).inc();
+        }
+        cells.duration.observe(duration);
+    }
+}
+
 // === impl ConnectionGauge ===
 
 impl ConnectionGauge {
@@ -294,6 +352,24 @@ impl Drop for ConnectionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_handle_records_what_request_records() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        let (ingress, service): (Arc<str>, Arc<str>) = (Arc::from("shop/web"), Arc::from("shop/web:80"));
+        let handle = b.route(&ingress, &service);
+        for (code, ms) in [(200, 3), (200, 30), (502, 1), (404, 2000)] {
+            a.request_shared(&ingress, &service, code, Duration::from_millis(ms));
+            handle.observe(code, Duration::from_millis(ms));
+        }
+        // Series order within a family follows a hash map: compare as sets of lines.
+        let lines = |m: &Metrics| {
+            let mut v: Vec<String> = m.encode().lines().map(str::to_owned).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(lines(&a), lines(&b));
+    }
 
     #[test]
     fn encodes_every_family_with_prefix_and_labels() {
