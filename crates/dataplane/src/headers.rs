@@ -49,12 +49,16 @@ pub(crate) fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool 
 /// `Proxy-Authorization`, and `Upgrade`. With `keep_upgrade` (an upgrade request, or the 101 that
 /// answers it) `Upgrade` stays and `Connection: upgrade` is set, so the next hop switches too.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass over the names (cheap comparisons of known
-    // names) instead of a hashed removal per hop-by-hop name.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
+    // One pass over the names finds which hop-by-hop headers are there (comparisons of known
+    // names are cheap); only those are removed, each removal being a hashed lookup. Most requests
+    // carry none; most upstream responses only `Connection: keep-alive`.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            present[i] = true;
+        }
     }
-    if headers.contains_key(CONNECTION) {
+    if present[0] {
         // Collect the names first: the map cannot change while its values are borrowed. Usually
         // the options are only `keep-alive`, `close` or `upgrade`, which allocate nothing here.
         let mut named: Vec<HeaderName> = Vec::new();
@@ -76,36 +80,33 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         for name in named {
             headers.remove(name);
         }
-        headers.remove(CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &HTTP2_SETTINGS] {
-        headers.remove(name);
-    }
-    for name in [TE, TRANSFER_ENCODING, TRAILER, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION] {
-        headers.remove(name);
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
+        if *name != UPGRADE {
+            headers.remove(*name);
+        }
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present[UPGRADE_INDEX] {
         headers.remove(UPGRADE);
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        &CONNECTION,
-        &TE,
-        &TRANSFER_ENCODING,
-        &TRAILER,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &UPGRADE,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &HTTP2_SETTINGS,
-    ]
-    .contains(&name)
-}
+/// The hop-by-hop headers; `Connection` first.
+static HOP_BY_HOP: [&HeaderName; 10] = [
+    &CONNECTION,
+    &TE,
+    &TRANSFER_ENCODING,
+    &TRAILER,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+    &UPGRADE,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &HTTP2_SETTINGS,
+];
+const UPGRADE_INDEX: usize = 6;
 
 /// Sets `X-Forwarded-For` (appending the client to a chain the client sent, as nginx's
 /// `$proxy_add_x_forwarded_for` does), `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host` and
