@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied HTTP/1.1 request, nginx and portier side by side, under
+# valgrind's callgrind: counted only while N requests run (16 keep-alive connections, h2load),
+# after a warm-up, so start-up is excluded. Instruction counts do not depend on machine noise.
+#
+#   bench/proxy-icount.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
+#   SKIP_NGINX=1 bench/proxy-icount.sh ...      # portier only
+#
+# Needs: valgrind, nginx, h2load (nghttp2-client), curl, openssl, python3. Ports 18101 (upstream),
+# 18180 (proxy), 18543 on 127.0.0.1. Keeps its work dir (callgrind.out files for
+# callgrind_annotate) and prints its path.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
+D=$(mktemp -d /tmp/portier-icount.XXXX)
+BODY=$(python3 -c 'print("x"*255)')
+temp() { for k in client_body proxy fastcgi uwsgi scgi; do echo "  ${k}_temp_path $D/tmp-$k;"; done; }
+cat > $D/up.conf <<C
+worker_processes 1; daemon off; pid $D/up.pid; error_log $D/up.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+$(temp)
+ server { listen 127.0.0.1:18101; location / { default_type text/plain; return 200 "$BODY"; } } }
+C
+cat > $D/px.conf <<C
+master_process off; worker_processes 1; daemon off; pid $D/px.pid; error_log $D/px.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+$(temp)
+ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
+ proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+ upstream backend { server 127.0.0.1:18101; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
+ server { listen 127.0.0.1:18180 default_server; server_name _; return 404; }
+ server { listen 127.0.0.1:18180; server_name bench.example.test; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
+C
+nginx -c $D/up.conf -p $D >/dev/null 2>&1 & UP=$!
+trap 'kill $UP 2>/dev/null || true' EXIT
+cat > $D/routes.json <<C
+{"listen": {"http": "127.0.0.1:18180", "https": "127.0.0.1:18543"}, "tls": {"cert": "$D/c.pem", "key": "$D/k.pem"},
+ "upstreams": {"backend": ["127.0.0.1:18101"]}, "routes": [{"host": "bench.example.test", "path_prefix": "/api/", "upstream": "backend"}]}
+C
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $D/k.pem -out $D/c.pem -days 2 -subj /CN=bench.example.test -addext subjectAltName=DNS:bench.example.test 2>/dev/null
+load() { h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2; }
+wait_up() { for i in $(seq 200); do curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return; sleep 0.1; done; echo "not up"; exit 1; }
+measure() { # name cmd...
+  local name=$1; shift
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$D/$name.out "$@" > $D/$name.log 2>&1 & local P=$!
+  wait_up; load 1000
+  callgrind_control -i on $P >/dev/null; load $N; callgrind_control -i off $P >/dev/null
+  sleep 0.3; kill -TERM $P; wait $P || true; sleep 0.5
+  local tot=$(awk '/^totals:/ {print $2; exit}' $D/$name.out)
+  echo "$name: $(( tot / N )) instructions/request  (total $tot)"
+}
+[ -n "${SKIP_NGINX:-}" ] || measure nginx nginx -c $D/px.conf -p $D
+python3 - "$D" "$HERE" <<'P'
+import sys
+sys.path.insert(0, sys.argv[2])
+import candidate
+candidate.write_manifests(sys.argv[1] + "/routes.json", sys.argv[1])
+P
+measure portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log off
+echo "callgrind files: $D"
