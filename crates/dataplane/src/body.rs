@@ -354,6 +354,9 @@ impl Drop for Observed {
 impl Finish {
     fn complete(self) {
         let elapsed = self.start.elapsed();
+        if let Some(guard) = &self.conn.guard {
+            guard.answered();
+        }
         let shared = &self.conn.shared;
         let no_label = shared.metrics.no_label();
         let (ingress, service) = match &self.route {

@@ -9,9 +9,10 @@
 //! [`GuardState::verdict`] with the request's index on the connection and answers it with 400
 //! (`bad-framing`) or 431 (`header-too-large`) and `Connection: close`; inspection stops there.
 //!
-//! It also enforces `client_header_timeout` from the first byte of each head, which hyper cannot
-//! tell from an idle keep-alive connection (its `header_read_timeout` also runs while idle, so it
-//! is set to `keep_alive_timeout`).
+//! It also enforces `client_header_timeout` from the first byte of each head, and the keep-alive
+//! idle limit from the end of the last response ([`GuardState::answered`]) to the next head. hyper's
+//! own `header_read_timeout` cannot tell the two apart, and it allocates and registers a new timer
+//! for every request; here one timer per connection is re-armed lazily, when it fires.
 
 use std::future::Future;
 use std::io;
@@ -38,6 +39,11 @@ pub(crate) enum Verdict {
 pub(crate) struct GuardState {
     /// `index << 8 | reason` of the first refused head; `u64::MAX` while there is none.
     refused: AtomicU64,
+    /// Responses completed on the connection; when it equals the heads read, it is idle.
+    answered: AtomicU64,
+    /// Milliseconds after `origin` at which the last response completed.
+    idle_since_ms: AtomicU64,
+    origin: std::time::Instant,
 }
 
 /// A connection with its request heads inspected; see the [module](self) docs.
@@ -46,9 +52,13 @@ pub(crate) struct Guarded<I> {
     inspector: Inspector,
     state: Arc<GuardState>,
     header_timeout: Duration,
+    /// The head deadline while `timing`; otherwise armed at or before the idle deadline, and
+    /// moved on when it fires early (see `poll_read`).
     deadline: Pin<Box<Sleep>>,
     /// A head has started (or the connection is new) and has not ended yet.
     timing: bool,
+    /// Idle keep-alive limit; zero when keep-alive is off (hyper closes after each response).
+    keep_alive: Duration,
 }
 
 /// The size limits of one request head.
@@ -137,6 +147,22 @@ enum Chunk {
 // === impl GuardState ===
 
 impl GuardState {
+    fn new() -> Self {
+        Self {
+            refused: AtomicU64::new(u64::MAX),
+            answered: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// A response has been sent in full: the idle keep-alive time starts now.
+    pub(crate) fn answered(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.idle_since_ms.store(ms, Ordering::Relaxed);
+        self.answered.fetch_add(1, Ordering::Release);
+    }
+
     /// What was found about the request with this index on the connection (0 for the first).
     pub(crate) fn verdict(&self, index: u64) -> Option<Verdict> {
         let refused = self.refused.load(Ordering::Acquire);
@@ -158,10 +184,13 @@ impl GuardState {
 // === impl Guarded ===
 
 impl<I> Guarded<I> {
-    pub(crate) fn new(io: I, limits: HeadLimits, header_timeout: Duration) -> (Self, Arc<GuardState>) {
-        let state = Arc::new(GuardState {
-            refused: AtomicU64::new(u64::MAX),
-        });
+    pub(crate) fn new(
+        io: I,
+        limits: HeadLimits,
+        header_timeout: Duration,
+        keep_alive: Duration,
+    ) -> (Self, Arc<GuardState>) {
+        let state = Arc::new(GuardState::new());
         let guarded = Self {
             io,
             inspector: Inspector {
@@ -180,8 +209,25 @@ impl<I> Guarded<I> {
             // The first head is timed from the accept: a connection that says nothing is closed too.
             deadline: Box::pin(tokio::time::sleep(header_timeout)),
             timing: true,
+            keep_alive,
         };
         (guarded, state)
+    }
+}
+
+impl<I> Guarded<I> {
+    /// When the connection is idle between requests (every head read has been answered and no
+    /// new one has started), the instant it may stay so until.
+    fn idle_deadline(&self) -> Option<Instant> {
+        if self.inspector.phase != Phase::Head || self.inspector.head.started {
+            return None;
+        }
+        let state = &self.state;
+        if state.answered.load(Ordering::Acquire) < self.inspector.heads {
+            return None;
+        }
+        let since = Duration::from_millis(state.idle_since_ms.load(Ordering::Relaxed));
+        Some(Instant::from_std(state.origin) + since + self.keep_alive)
     }
 }
 
@@ -212,11 +258,33 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                if this.timing && this.deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request head not received within client_header_timeout",
-                    )));
+                if this.timing {
+                    if this.deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not received within client_header_timeout",
+                        )));
+                    }
+                } else if !this.keep_alive.is_zero() && this.inspector.phase != Phase::Done {
+                    // One timer, armed no later than the idle deadline (or, while a request is in
+                    // flight, than a keep-alive period from now), and moved on when it fires:
+                    // hyper may read here before the response ends, and not again after it.
+                    let at = this.idle_deadline().unwrap_or_else(|| Instant::now() + this.keep_alive);
+                    if this.deadline.deadline() > at {
+                        this.deadline.as_mut().reset(at);
+                    }
+                    while this.deadline.as_mut().poll(cx).is_ready() {
+                        match this.idle_deadline() {
+                            Some(at) if Instant::now() >= at => {
+                                return Poll::Ready(Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "keep-alive connection idle for longer than keep-alive",
+                                )));
+                            }
+                            Some(at) => this.deadline.as_mut().reset(at),
+                            None => this.deadline.as_mut().reset(Instant::now() + this.keep_alive),
+                        }
+                    }
                 }
                 Poll::Pending
             }
@@ -517,9 +585,7 @@ mod tests {
         // Fed one byte at a time and all at once: the result must not depend on read sizes.
         let mut results = Vec::new();
         for split in [1, input.len().max(1)] {
-            let state = GuardState {
-                refused: AtomicU64::new(u64::MAX),
-            };
+            let state = GuardState::new();
             let mut i = Inspector {
                 phase: Phase::Head,
                 max_bytes,

@@ -353,6 +353,7 @@ async fn serve_http<I>(
                 fields: s.max_header_count,
             },
             s.client_header_timeout,
+            s.keep_alive_timeout,
         );
         conn.guard = Some(guard);
         let conn = Arc::new(conn);
@@ -362,10 +363,9 @@ async fn serve_http<I>(
             .timer(TokioTimer::new())
             // nginx `keepalive_timeout 0`: no keep-alive, close after each response.
             .keep_alive(!s.keep_alive_timeout.is_zero())
-            // hyper's timer runs from the end of one exchange to the end of the next head, so it
-            // is the idle keep-alive limit; the head itself is timed by `Guarded` from its first
-            // byte (client_header_timeout).
-            .header_read_timeout(s.keep_alive_timeout.max(s.client_header_timeout))
+            // `Guarded` times both the idle keep-alive period and each head (from its first byte);
+            // hyper's own head timer (30 s by default) would add a timer per request.
+            .header_read_timeout(None)
             // hyper's own limits are a backstop at twice ours: below them the guard sees the head
             // and the service answers 431 with `x-portier-error`; above, hyper answers a bare 431.
             .max_header_size(s.max_header_bytes.saturating_mul(2).max(1))

@@ -557,3 +557,63 @@ async fn a_thousand_concurrent_keep_alive_connections() {
     }
     assert_eq!(ok, 1000);
 }
+
+/// Reads one response with a `content-length` body from `stream`; `None` when the gateway closed.
+async fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let head = read_head(stream).await;
+    if head.is_empty() {
+        return None;
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    Some(head)
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_close_after_keep_alive_but_busy_ones_stay() {
+    let up = upstream("a").await;
+    let settings = GlobalSettings {
+        keep_alive_timeout: Duration::from_millis(250),
+        client_header_timeout: Duration::from_secs(5),
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(
+        snapshot(
+            vec![route("shop.example", "/", proxy_to(0))],
+            vec![Cluster::new("shop/web:80", "shop/web", vec![up])],
+        )
+        .with_settings(settings),
+    )
+    .await;
+    let mut stream = TcpStream::connect(gw.http).await.unwrap();
+    // Requests closer together than the idle limit keep the connection, and one that takes
+    // longer than it (the upstream waits 300 ms on /slow) is not cut: it is not idle.
+    for path in ["/", "/slow", "/", "/"] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let req = format!("GET {path} HTTP/1.1\r\nhost: shop.example\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let head = within("a response", read_response(&mut stream)).await;
+        assert!(
+            head.as_deref().is_some_and(|h| h.starts_with("HTTP/1.1 200")),
+            "{path}: {head:?}"
+        );
+    }
+    // Then idle: closed after the limit, not before.
+    let idle = Instant::now();
+    let mut byte = [0u8; 1];
+    let n = within("the idle close", stream.read(&mut byte)).await.unwrap_or(0);
+    let waited = idle.elapsed();
+    assert_eq!(n, 0, "the gateway sent data instead of closing");
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(1500),
+        "closed after {waited:?}"
+    );
+}
