@@ -5,6 +5,7 @@
 #
 #   bench/proxy-icount.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
 #   SKIP_NGINX=1 bench/proxy-icount.sh ...      # portier only
+#   PORTIER_ACCESS_LOG=/tmp/access.log ...      # with the access log written to a file
 #
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl, openssl, python3. Ports 18101 (upstream),
 # 18180 (proxy), 18543 on 127.0.0.1. Keeps its work dir (callgrind.out files for
@@ -58,5 +59,5 @@ sys.path.insert(0, sys.argv[2])
 import candidate
 candidate.write_manifests(sys.argv[1] + "/routes.json", sys.argv[1])
 P
-measure portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log off
+measure portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log "${PORTIER_ACCESS_LOG:-off}"
 echo "callgrind files: $D"
