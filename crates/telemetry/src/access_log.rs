@@ -228,11 +228,82 @@ fn encode(record: &AccessRecord, buf: &mut Vec<u8>) {
     // Serializing plain fields into a Vec cannot fail; if it ever did, skip the line rather than
     // write half of it.
     let start = buf.len();
-    if serde_json::to_writer(&mut *buf, record).is_ok() {
+    if encode_line(record, buf).is_ok() {
         buf.push(b'\n');
     } else {
         buf.truncate(start);
     }
+}
+
+/// The same JSON as `serde_json::to_writer(record)` (the derived `Serialize` is the schema;
+/// a test holds them equal), written field by field: strings that need no escaping, which is
+/// nearly all of them, are copied as they are instead of going through serde_json's escaper byte
+/// by byte (that escaper was most of the access log's cost per request under callgrind).
+fn encode_line(r: &AccessRecord, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    buf.extend_from_slice(b"{\"time\":");
+    json_str(buf, &crate::time::rfc3339_millis(r.time))?;
+    buf.extend_from_slice(b",\"client\":");
+    json_display(buf, &r.client);
+    buf.extend_from_slice(b",\"method\":");
+    json_str(buf, &r.method)?;
+    buf.extend_from_slice(b",\"host\":");
+    json_str(buf, &r.host)?;
+    buf.extend_from_slice(b",\"path\":");
+    json_str(buf, &r.path)?;
+    buf.extend_from_slice(b",\"protocol\":");
+    json_str(buf, r.protocol)?;
+    buf.extend_from_slice(b",\"status\":");
+    serde_json::to_writer(&mut *buf, &r.status)?;
+    buf.extend_from_slice(b",\"upstream\":");
+    match &r.upstream {
+        Some(a) => json_display(buf, a),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"ingress\":");
+    json_str(buf, &r.ingress)?;
+    buf.extend_from_slice(b",\"service\":");
+    json_str(buf, &r.service)?;
+    buf.extend_from_slice(b",\"duration_ms\":");
+    serde_json::to_writer(&mut *buf, &r.duration_ms)?;
+    buf.extend_from_slice(b",\"bytes_sent\":");
+    serde_json::to_writer(&mut *buf, &r.bytes_sent)?;
+    buf.extend_from_slice(b",\"bytes_received\":");
+    serde_json::to_writer(&mut *buf, &r.bytes_received)?;
+    buf.extend_from_slice(if r.tls { b",\"tls\":true" } else { b",\"tls\":false" });
+    buf.extend_from_slice(b",\"user_agent\":");
+    match &r.user_agent {
+        Some(ua) => json_str(buf, ua)?,
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"error\":");
+    match r.error {
+        Some(e) => json_str(buf, e)?,
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.push(b'}');
+    Ok(())
+}
+
+/// A JSON string: copied when it has nothing JSON escapes (`"`, `\`, control characters; the
+/// rest of UTF-8 is written as is, as serde_json does), else escaped by serde_json.
+fn json_str(buf: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(buf, s)
+    }
+}
+
+/// An address as a JSON string: its text form has no character JSON escapes.
+fn json_display(buf: &mut Vec<u8>, a: &SocketAddr) {
+    use std::io::Write as _;
+    buf.push(b'"');
+    // Writing into a Vec cannot fail.
+    let _ = write!(buf, "{a}");
+    buf.push(b'"');
 }
 
 async fn write_out(out: &mut Box<dyn AsyncWrite + Send + Unpin>, buf: &mut Vec<u8>, failing: &mut bool) {
@@ -313,6 +384,41 @@ mod tests {
             line,
             r#"{"time":"2025-01-01T00:00:00.123Z","client":"10.0.0.1:5555","method":"GET","host":"shop.example","path":"/cart?x=1","protocol":"HTTP/1.1","status":200,"upstream":"10.1.0.7:8080","ingress":"shop/web","service":"shop/web:80","duration_ms":1.5,"bytes_sent":12,"bytes_received":0,"tls":false,"user_agent":"curl/8","error":null}"#
         );
+    }
+
+    #[test]
+    fn line_encoder_writes_what_serde_writes() {
+        let tricky = [
+            "plain",
+            "",
+            "quote\"in",
+            "back\\slash",
+            "tab\tand\nnewline",
+            "\u{1}\u{1f}\u{7f}",
+            "unicode: grüße ✓ 🦀",
+            "/p?q=%22x%22&y=<script>",
+        ];
+        for (i, s) in tricky.iter().enumerate() {
+            let mut r = record(if i % 2 == 0 { 200 } else { 502 });
+            r.method = (*s).into();
+            r.host = (*s).into();
+            r.path = (*s).into();
+            r.user_agent = (i % 3 != 0).then(|| (*s).into());
+            r.upstream = (i % 2 == 0).then(|| "[2001:db8::1]:443".parse().unwrap());
+            r.error = (i % 2 == 1).then_some("upstream-reset");
+            r.ingress = Arc::from(*s);
+            r.duration_ms = [0.0, 1.5, 12345.678, f64::NAN][i % 4];
+            r.tls = i % 2 == 0;
+            let mut ours = Vec::new();
+            encode(&r, &mut ours);
+            let mut want = serde_json::to_vec(&r).unwrap();
+            want.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&want),
+                "case {i}"
+            );
+        }
     }
 
     #[tokio::test]
