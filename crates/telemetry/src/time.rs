@@ -5,18 +5,51 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Times before 1970 print as the epoch: the
 /// clock of a serving process is never there, and a log line must not fail over it.
 pub fn rfc3339_millis(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339_millis(t, &mut out);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339_millis`] appended to `out`, digit by digit: the access log writes one per record,
+/// and `format!` cost ~3,000 instructions of it (callgrind).
+pub(crate) fn write_rfc3339_millis(t: SystemTime, out: &mut Vec<u8>) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    push_digits(out, y, 4);
+    out.push(b'-');
+    push_digits(out, m, 2);
+    out.push(b'-');
+    push_digits(out, d, 2);
+    out.push(b'T');
+    push_digits(out, rem / 3600, 2);
+    out.push(b':');
+    push_digits(out, (rem % 3600) / 60, 2);
+    out.push(b':');
+    push_digits(out, rem % 60, 2);
+    out.push(b'.');
+    push_digits(out, u64::from(since.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// `v` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for _ in (digits.len() - i)..width {
+        out.push(b'0');
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
