@@ -586,17 +586,7 @@ mod tests {
         let mut results = Vec::new();
         for split in [1, input.len().max(1)] {
             let state = GuardState::new();
-            let mut i = Inspector {
-                phase: Phase::Head,
-                max_bytes,
-                max_line: max_bytes,
-                max_fields,
-                heads: 0,
-                line: Vec::new(),
-                line_len: 0,
-                prev_cr: false,
-                head: Head::default(),
-            };
+            let mut i = inspector(max_bytes, max_fields);
             for part in input.chunks(split) {
                 if let Some(r) = i.feed(part) {
                     state.refused.store(r, Ordering::Release);
