@@ -30,19 +30,8 @@ headroom_pct=5   # --bless: budget = measured × (1 + headroom)
 lookups="${PORTIER_ICOUNT_LOOKUPS:-100000}"
 target="${CARGO_TARGET_DIR:-target}"
 
-# Installs the Debian packages named, as root; otherwise says what to install and stops
-# (the same helper as scripts/test.sh).
-apt_install() {
-    (($#)) || return 0
-    if [[ $(id -u) == 0 ]]; then
-        echo "icount.sh: installing $*" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-    else
-        echo "icount.sh: missing $*; install them (apt-get install $*) or run as root" >&2
-        exit 1
-    fi
-}
+# apt_install: installs Debian packages as root, else says what to install and stops.
+source scripts/lib.sh
 command -v valgrind >/dev/null 2>&1 || apt_install valgrind
 
 echo "icount.sh: building the lookup_icount example (release)" >&2

@@ -11,18 +11,8 @@ quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 
 # --- system packages the build and the tests use -------------------------------------------
-# Installs the Debian packages named, as root; otherwise says what to install and stops.
-apt_install() {
-    (($#)) || return 0
-    if [[ $(id -u) == 0 ]]; then
-        echo "test.sh: installing $*" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-    else
-        echo "test.sh: missing $*; install them (apt-get install $*) or run as root" >&2
-        exit 1
-    fi
-}
+# apt_install: installs Debian packages as root, else says what to install and stops.
+source scripts/lib.sh
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
