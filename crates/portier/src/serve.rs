@@ -34,7 +34,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         builder.worker_threads(usize::from(n));
     }
     let runtime = builder.build().context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    let result = runtime.block_on(serve(args));
+    // Blocking tasks still running (a replaced snapshot waiting for its last request) end with the process.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -196,21 +199,43 @@ struct Reloader {
 /// What woke the reloader.
 enum Wake {
     Files,
-    Inbox(ProviderId, portier_model::Change),
+    Inbox(Vec<(ProviderId, portier_model::Change)>),
+}
+
+/// The reloader's state, moved onto a blocking thread for each reload: scanning, compiling,
+/// comparing and freeing a snapshot of 10,000 routes are each milliseconds of CPU that must not
+/// run on a thread that serves requests (with `--worker-threads 1` the runtime has one).
+struct Work {
+    dir: std::path::PathBuf,
+    provider: FileProvider,
+    store: ModelStore,
+    opts: Options,
+    cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Reloader {
     async fn run(self, watcher: Option<portier_provider_files::Watcher>, shutdown: CancellationToken) {
         let Reloader {
             dir,
-            mut provider,
-            mut store,
+            provider,
+            store,
             opts,
             cell,
             metrics,
             mut inbox,
             published,
         } = self;
+        let mut work = Work {
+            dir,
+            provider,
+            store,
+            opts,
+            cell,
+            metrics,
+            published,
+        };
         let mut watcher = watcher;
         loop {
             let wake = tokio::select! {
@@ -222,92 +247,116 @@ impl Reloader {
                     }
                 } => Wake::Files,
                 m = inbox.recv() => match m {
-                    Some((id, change)) => Wake::Inbox(id, change),
+                    Some(first) => {
+                        // Apply whatever else is queued before compiling once.
+                        let mut changes = vec![first];
+                        while let Ok(more) = inbox.try_recv() {
+                            changes.push(more);
+                        }
+                        Wake::Inbox(changes)
+                    }
                     None => Wake::Files,
                 },
             };
-            let started = std::time::Instant::now();
-            if let Wake::Inbox(id, change) = wake {
-                store.apply(id, change);
-                // Apply whatever else is queued before compiling once.
-                while let Ok((id, change)) = inbox.try_recv() {
-                    store.apply(id, change);
-                }
-                let model = store.model();
-                let opts2 = opts.clone();
-                let Ok(compiled) = tokio::task::spawn_blocking(move || compile(&model, &opts2)).await else {
-                    tracing::error!("compile task failed; the previous configuration keeps serving");
-                    continue;
-                };
-                if !cell.load().same_content(&compiled.snapshot) {
-                    let ok = !compiled.has_errors();
-                    let generation = cell.publish(compiled.snapshot);
-                    metrics.reload(ok, generation);
-                    published.send_replace(generation);
-                    tracing::debug!(generation, "published after an ACME change");
-                }
-                continue;
-            }
-            // Parsing and compiling are CPU work; keep them off the threads that serve requests.
-            let scan = tokio::task::spawn_blocking(move || {
-                let result = provider.scan();
-                (provider, result)
+            work = match tokio::task::spawn_blocking(move || {
+                work.reload(wake);
+                work
             })
-            .await;
-            let result = match scan {
-                Ok((p, result)) => {
-                    provider = p;
-                    result
-                }
-                Err(e) => {
-                    // The scan panicked: start over with a fresh provider, which re-reads every file.
-                    tracing::error!(error = %e, "configuration scan failed; the previous configuration keeps serving");
-                    provider = FileProvider::new(&dir);
-                    metrics.reload(false, cell.load().generation());
-                    continue;
-                }
+            .await
+            {
+                Ok(w) => w,
+                // Only when the runtime shuts down: `reload` catches panics.
+                Err(_) => return,
             };
-            let change = match result {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "reload failed; the previous configuration keeps serving");
-                    metrics.reload(false, cell.load().generation());
-                    continue;
+        }
+    }
+}
+
+// === impl Work ===
+
+impl Work {
+    fn reload(&mut self, wake: Wake) {
+        let started = std::time::Instant::now();
+        let scanned_ms = match wake {
+            Wake::Inbox(changes) => {
+                for (id, change) in changes {
+                    self.store.apply(id, change);
                 }
-            };
-            let scanned_ms = started.elapsed().as_millis() as u64;
-            store.apply(FILES, change);
-            let model = store.model();
-            let opts2 = opts.clone();
-            let compiled = match tokio::task::spawn_blocking(move || compile(&model, &opts2)).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "compile task failed; the previous configuration keeps serving");
-                    metrics.reload(false, cell.load().generation());
-                    continue;
-                }
-            };
-            let compiled_ms = started.elapsed().as_millis() as u64;
-            if cell.load().same_content(&compiled.snapshot) {
-                tracing::debug!(scanned_ms, compiled_ms, "configuration unchanged");
-                continue;
+                None
             }
+            Wake::Files => {
+                let scan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.provider.scan()));
+                let change = match scan {
+                    Ok(Ok(change)) => change,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "reload failed; the previous configuration keeps serving");
+                        self.metrics.reload(false, self.cell.load().generation());
+                        return;
+                    }
+                    Err(_) => {
+                        // Start over with a fresh provider, which re-reads every file.
+                        tracing::error!("configuration scan failed; the previous configuration keeps serving");
+                        self.provider = FileProvider::new(&self.dir);
+                        self.metrics.reload(false, self.cell.load().generation());
+                        return;
+                    }
+                };
+                self.store.apply(FILES, change);
+                Some(started.elapsed().as_millis() as u64)
+            }
+        };
+        let model = self.store.model();
+        // A panic leaves nothing half-changed here: compile only reads.
+        let compiled = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(&model, &self.opts))) {
+            Ok(c) => c,
+            Err(_) => {
+                tracing::error!("compile failed; the previous configuration keeps serving");
+                self.metrics.reload(false, self.cell.load().generation());
+                return;
+            }
+        };
+        drop(model);
+        let compiled_ms = started.elapsed().as_millis() as u64;
+        if self.cell.load().same_content(&compiled.snapshot) {
+            tracing::debug!(scanned_ms, compiled_ms, "configuration unchanged");
+            return;
+        }
+        if scanned_ms.is_some() {
             log_diagnostics(&compiled);
-            let ok = !compiled.has_errors();
-            let routes = compiled.snapshot.routes().len();
-            let generation = cell.publish(compiled.snapshot);
-            metrics.reload(ok, generation);
-            published.send_replace(generation);
-            tracing::info!(
+        }
+        let ok = !compiled.has_errors();
+        let routes = compiled.snapshot.routes().len();
+        let (generation, old) = self.cell.replace(compiled.snapshot);
+        self.metrics.reload(ok, generation);
+        self.published.send_replace(generation);
+        match scanned_ms {
+            None => tracing::debug!(generation, "published after an ACME change"),
+            Some(scanned_ms) => tracing::info!(
                 generation,
                 routes,
                 scanned_ms,
                 compiled_ms,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "configuration reloaded"
-            );
+            ),
+        }
+        // Not awaited: a request waiting minutes for its upstream must not hold up the next reload.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || retire(old))),
+            Err(_) => drop(old),
         }
     }
+}
+
+/// Frees a replaced snapshot on this (blocking) thread once the requests that still hold it are
+/// done, so the last reference is not dropped by a serving thread. Requests hold a snapshot until
+/// their response headers are out; one still holding it after a few seconds frees it itself.
+fn retire(old: Arc<Snapshot>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(old);
 }
 
 fn log_diagnostics(compiled: &Compiled) {
