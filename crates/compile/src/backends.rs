@@ -4,9 +4,11 @@
 //! that ServicePort's name selects the port of the same name in each EndpointSlice (slices carry the
 //! resolved target port number); legacy Endpoints are used only when no EndpointSlice exists.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -17,7 +19,7 @@ use portier_core::{FieldPath, Severity};
 use portier_model::{k8s_openapi, Resource, StaticResponse, STATIC_RESPONSE_API_GROUP};
 use portier_snapshot::{Action, Cluster, ClusterId, StaticReply};
 
-use crate::Cx;
+use crate::{concat, Cx, Part::N, Part::S};
 
 /// Clusters of this compile, one per Service port however many routes use it.
 #[derive(Default)]
@@ -198,8 +200,9 @@ fn service_backend(
             ),
         );
     }
-    let label: Arc<str> = format!("{ns}/{name}:{}", sp.port).into();
-    let service: Arc<str> = format!("{ns}/{name}").into();
+    let service = concat(&[S(ns), S("/"), S(name)]);
+    let label: Arc<str> = concat(&[S(&service), S(":"), N(i64::from(sp.port))]).into();
+    let service: Arc<str> = service.into();
     let endpoints = endpoints_for(cx, ns, name, sp);
     if endpoints.is_empty() {
         cx.report(

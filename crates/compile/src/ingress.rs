@@ -8,7 +8,7 @@ use portier_core::{FieldPath, HostMatch, Severity};
 use portier_model::{k8s_openapi, Resource};
 use portier_snapshot::{PathMatch, PathType, Route};
 
-use crate::{annotations, backends, describe, tls, Cx};
+use crate::{annotations, backends, concat, describe, tls, Cx, Part::N, Part::S};
 
 /// Candidates for the catch-all default backend, collected while compiling and decided at the end.
 #[derive(Default)]
@@ -27,7 +27,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
             .set_help("add spec.rules or spec.defaultBackend");
         return;
     };
-    let ingress_label: Arc<str> = format!("{}/{}", res.namespace(), res.name()).into();
+    let ingress_label: Arc<str> = concat(&[S(res.namespace()), S("/"), S(res.name())]).into();
     let tls_hosts = compile_tls(cx, res, ing, &ann);
     let policy = cx.policy(&ann.policy);
 
@@ -84,7 +84,13 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
         for (j, p) in http.paths.iter().enumerate() {
             // One allocation for `spec.rules[i].http.paths[j]`: at ten thousand Ingresses the
             // paths of fields cost more than the routes.
-            let at = FieldPath::new(format!("spec.rules[{i}].http.paths[{j}]"));
+            let at = FieldPath::new(concat(&[
+                S("spec.rules["),
+                N(i as i64),
+                S("].http.paths["),
+                N(j as i64),
+                S("]"),
+            ]));
             let Ok(path_type) = p.path_type.parse::<PathType>() else {
                 cx.report(
                     Severity::Error,

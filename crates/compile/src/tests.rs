@@ -169,3 +169,16 @@ fn acme_challenges_become_http01_tokens() {
     assert_eq!(tokens, [("a", "a.thumb"), ("b", "b.thumb")]);
     assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics);
 }
+
+#[test]
+fn concat_writes_what_format_writes() {
+    use crate::{concat, Part::N, Part::S};
+    for n in [0i64, 7, 10, 443, 65535, -1, -80, i64::MAX, i64::MIN] {
+        assert_eq!(concat(&[S("ns/svc:"), N(n)]), format!("ns/svc:{n}"));
+    }
+    assert_eq!(
+        concat(&[S("spec.rules["), N(3), S("].http.paths["), N(12), S("]")]),
+        "spec.rules[3].http.paths[12]"
+    );
+    assert_eq!(concat(&[]), "");
+}

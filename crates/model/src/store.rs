@@ -86,7 +86,14 @@ impl ModelStore {
                 }
             }
             Change::Resync { resources, diagnostics } => {
-                set.objects = by_id(resources);
+                // The same ids in the same places as the sorted set it replaces (the usual reload):
+                // sorted already. Objects shared with that set compare by address alone.
+                let same_ids = resources.len() == set.objects.len()
+                    && resources
+                        .iter()
+                        .zip(&set.objects)
+                        .all(|(a, b)| Arc::ptr_eq(a, b) || a.id == b.id);
+                set.objects = if same_ids { resources } else { by_id(resources) };
                 set.diagnostics = diagnostics;
             }
         }

@@ -21,6 +21,19 @@ pub const MAX_FILE_SIZE: u64 = 32 * 1024 * 1024;
 pub struct FileProvider {
     root: PathBuf,
     files: BTreeMap<PathBuf, Cached>,
+    /// How the objects of the last scan sorted, for the next one: an edit that keeps every id
+    /// where it was (the usual change of a field) sorts nothing again.
+    order: Option<Order>,
+}
+
+/// The objects of one scan in file order, and how their ids sorted.
+#[derive(Debug)]
+struct Order {
+    all: Vec<Arc<Resource>>,
+    /// Positions in `all` of the first definition of each id, in id order.
+    firsts: Vec<usize>,
+    /// Later definition → first definition, in file order.
+    later: Vec<(usize, usize)>,
 }
 
 /// The manifest directory itself cannot be read. Problems with single files are diagnostics.
@@ -63,6 +76,7 @@ impl FileProvider {
         Self {
             root: dir.into(),
             files: BTreeMap::new(),
+            order: None,
         }
     }
 
@@ -93,27 +107,24 @@ impl FileProvider {
         }
         self.files = files;
 
-        // The first definition of an id (in path order, then file order) wins. Sorting finds
-        // the others faster than a map of ids would, and hands the model the objects in the
-        // order it keeps them in.
-        let all: Vec<&Arc<Resource>> = self
+        let all: Vec<Arc<Resource>> = self
             .files
             .values()
             .flat_map(|c| manifest::resources(&c.chunks))
+            .cloned()
             .collect();
-        let order = portier_model::order_by_id(all.iter().map(|r| &r.id));
-        let mut resources: Vec<Arc<Resource>> = Vec::with_capacity(all.len());
-        // Later definition → first definition, reported in file order.
-        let mut later: Vec<(usize, usize)> = Vec::new();
-        for run in order.chunk_by(|&a, &b| all[a].id == all[b].id) {
-            if let Some((&first, rest)) = run.split_first() {
-                resources.push(Arc::clone(all[first]));
-                later.extend(rest.iter().map(|&i| (i, first)));
-            }
-        }
-        later.sort_unstable();
-        for (i, first) in later {
-            let r = all[i];
+        // The same ids in the same places: the previous sort holds. Unchanged documents share
+        // their objects with the last scan, so most ids compare by address, without a cache miss.
+        let reuse = self.order.take().filter(|o| {
+            o.all.len() == all.len() && o.all.iter().zip(&all).all(|(a, b)| Arc::ptr_eq(a, b) || a.id == b.id)
+        });
+        let Order { firsts, later, .. } = match reuse {
+            Some(o) => o,
+            None => sort(&all),
+        };
+        let resources: Vec<Arc<Resource>> = firsts.iter().map(|&i| Arc::clone(&all[i])).collect();
+        for &(i, first) in &later {
+            let r = &all[i];
             // Positions are looked up only here: finding one parses its document again.
             let name = FieldPath::new("metadata.name");
             let first = all[first]
@@ -136,7 +147,28 @@ impl FileProvider {
             diagnostics = diagnostics.len(),
             "manifests scanned"
         );
+        self.order = Some(Order { all, firsts, later });
         Ok(Change::Resync { resources, diagnostics })
+    }
+}
+
+/// The first definition of an id (in path order, then file order) wins. Sorting finds the others
+/// faster than a map of ids would, and hands the model the objects in the order it keeps them in.
+fn sort(all: &[Arc<Resource>]) -> Order {
+    let order = portier_model::order_by_id(all.iter().map(|r| &r.id));
+    let mut firsts = Vec::with_capacity(all.len());
+    let mut later: Vec<(usize, usize)> = Vec::new();
+    for run in order.chunk_by(|&a, &b| all[a].id == all[b].id) {
+        if let Some((&first, rest)) = run.split_first() {
+            firsts.push(first);
+            later.extend(rest.iter().map(|&i| (i, first)));
+        }
+    }
+    later.sort_unstable();
+    Order {
+        all: Vec::new(),
+        firsts,
+        later,
     }
 }
 
