@@ -37,15 +37,33 @@ fi
 
 # --- ACME test servers: pebble, pebble-challtestsrv and bind9 on 127.0.0.1 --------------------
 # scripts/acme-env-up installs them from Debian when missing (as root) and prints an env file;
-# the ACME tests fail under CI=true when it is not sourced.
+# the ACME tests fail under CI=true when it is not sourced. Three worlds on their own ports:
+# 14100 pebble's fast settings (every ACME test), 14200 certificates valid 30 s (the renewal
+# test, named by PORTIER_ACME_SHORT_ENV_FILE), 14300 pebble's strict settings (bad nonces,
+# validation sleeps, authorization reuse) for a second run of the issuance tests.
 echo "== ACME test servers" >&2
-acme_env=$(scripts/acme-env-up)
-trap 'scripts/acme-env-down --purge >/dev/null 2>&1 || true' EXIT
+acme_dirs=()
+trap 'for d in "${acme_dirs[@]}"; do scripts/acme-env-down --purge "$d" >/dev/null 2>&1 || true; done' EXIT
+acme_env=$(ACME_ENV_PORT_BASE=14100 scripts/acme-env-up)
+acme_dirs+=("${acme_env%/*}")
+short_env=$(ACME_ENV_PORT_BASE=14200 ACME_ENV_CERT_VALIDITY_SECS=30 scripts/acme-env-up)
+acme_dirs+=("${short_env%/*}")
+strict_env=$(ACME_ENV_PORT_BASE=14300 ACME_ENV_PRESET=strict scripts/acme-env-up)
+acme_dirs+=("${strict_env%/*}")
 # shellcheck source=/dev/null
 . "$acme_env"
+export PORTIER_ACME_SHORT_ENV_FILE="$short_env"
 
 echo "== cargo test" >&2
 cargo test --workspace --locked
+
+echo "== ACME issuance against pebble's strict settings" >&2
+(
+    # shellcheck source=/dev/null
+    . "$strict_env"
+    cargo test --locked -p portier-acme --test pebble -- http01_issues dns01_over a_second_engine
+    cargo test --locked -p portier --test e2e -- acme::issues
+)
 
 # --- black-box battery (tests/blackbox/): pytest over real sockets against the built binary ----
 # Python 3 with venv, and testssl.sh for the TLS scan, from Debian when missing (as root); pytest,

@@ -21,7 +21,7 @@ use crate::keys::{certificate_key, csr_der, leaf_validity};
 use crate::schedule::{renewal_time, Backoff};
 use crate::status::{
     Attempt, AttemptOutcome, CertificateStatus, ChallengeKind, ChallengeState, ChallengeStatus, ConditionStatus,
-    ConditionType, OrderState, OrderStatus, Timestamp,
+    ConditionType, LikelyCause, OrderState, OrderStatus, Timestamp,
 };
 use crate::storage::Storage;
 use crate::transport::account_builder;
@@ -40,7 +40,13 @@ pub struct EngineBuilder {
     backoff: Backoff,
     events: Option<mpsc::Sender<AcmeEvent>>,
     poll_timeout: Duration,
+    orders_per_hour: usize,
 }
+
+/// New orders per ACME account per hour, by default. Let's Encrypt allows 300 new orders per
+/// account per 3 hours; a sixth of that leaves room for other clients of the same account and
+/// stops a configuration mistake (many names, each failing) from burning the account's limit.
+pub const ORDERS_PER_ACCOUNT_PER_HOUR: usize = 50;
 
 /// A certificate the CA issued, ready to be stored as a `kubernetes.io/tls` Secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,6 +81,9 @@ struct Inner {
     backoff: Backoff,
     events: Option<mpsc::Sender<AcmeEvent>>,
     poll_timeout: Duration,
+    orders_per_hour: usize,
+    /// Start times of the orders of the last hour, per account (directory, key Secret).
+    recent_orders: Mutex<HashMap<(String, SecretRef), Vec<Instant>>>,
 }
 
 /// What one attempt got as far as, for the status history.
@@ -82,6 +91,8 @@ struct Inner {
 struct Trace {
     order: Option<OrderStatus>,
     challenges: Vec<ChallengeStatus>,
+    /// When each of `challenges` was presented, same index; `None` when it never was.
+    presented_at: Vec<Option<Instant>>,
 }
 
 /// A challenge response that must be removed after validation.
@@ -122,6 +133,14 @@ impl EngineBuilder {
         self
     }
 
+    /// At most `n` new orders per ACME account in any hour (default
+    /// [`ORDERS_PER_ACCOUNT_PER_HOUR`]); an issuance past it fails before anything is sent,
+    /// with the time a slot frees up as its next attempt.
+    pub fn orders_per_account_per_hour(mut self, n: usize) -> Self {
+        self.orders_per_hour = n.max(1);
+        self
+    }
+
     pub fn build(self) -> Engine {
         let EngineBuilder {
             storage,
@@ -130,6 +149,7 @@ impl EngineBuilder {
             backoff,
             events,
             poll_timeout,
+            orders_per_hour,
         } = self;
         Engine {
             inner: Arc::new(Inner {
@@ -141,6 +161,8 @@ impl EngineBuilder {
                 backoff,
                 events,
                 poll_timeout,
+                orders_per_hour,
+                recent_orders: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -157,6 +179,7 @@ impl Engine {
             backoff: Backoff::default(),
             events: None,
             poll_timeout: Duration::from_secs(90),
+            orders_per_hour: ORDERS_PER_ACCOUNT_PER_HOUR,
         }
     }
 
@@ -175,6 +198,13 @@ impl Engine {
         let started = SystemTime::now();
         let clock = Instant::now();
         let names = request.identifiers().unwrap_or_else(|_| request.dns_names.clone());
+        info!(
+            certificate = %request.secret,
+            issuer = %issuer.reference,
+            dns_names = ?names,
+            state = "Issuing",
+            "certificate issuing: ordering from the CA"
+        );
         self.update(request, &names, |s| {
             s.set_condition(
                 ConditionType::Issuing,
@@ -193,9 +223,11 @@ impl Engine {
                 loop {
                     trace = Trace::default();
                     match self.attempt(issuer, request, &names, current_key_pem, &mut trace).await {
+                        // instant-acme already retries each request twice with the nonce of the
+                        // badNonce answer (RFC 8555 §6.5); a third rejection in a row orders again.
                         Err(e) if e.is_bad_nonce() && tries < 2 => {
                             tries += 1;
-                            debug!(certificate = %request.secret, "badNonce: ordering again");
+                            warn!(certificate = %request.secret, error = %e, "badNonce three times in a row: ordering again");
                         }
                         r => break r,
                     }
@@ -204,10 +236,19 @@ impl Engine {
         };
 
         let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let Trace { order, challenges } = trace;
+        let Trace { order, challenges, .. } = trace;
+        let order_url = order.as_ref().map(|o| o.url.as_str()).unwrap_or("-");
         match &result {
             Ok(issued) => {
-                info!(certificate = %request.secret, duration_ms, "certificate issued");
+                info!(
+                    certificate = %request.secret,
+                    order = order_url,
+                    state = "Ready",
+                    duration_ms,
+                    not_after = Timestamp::from(issued.not_after).0,
+                    renewal_time = Timestamp::from(issued.renewal_time).0,
+                    "certificate issued"
+                );
                 self.update(request, &names, |s| {
                     s.failed_attempts = 0;
                     s.next_attempt = None;
@@ -244,7 +285,14 @@ impl Engine {
                         message = format!("{message} (likely cause: {})", cause.explain());
                     }
                 }
-                warn!(certificate = %request.secret, error = %message, "certificate issuance failed");
+                warn!(
+                    certificate = %request.secret,
+                    order = order_url,
+                    state = "Failed",
+                    likely_cause = err.likely_cause().map(LikelyCause::as_str),
+                    error = %message,
+                    "certificate issuance failed"
+                );
                 let backoff = self.inner.backoff;
                 self.update(request, &names, |s| {
                     s.failed_attempts = s.failed_attempts.saturating_add(1);
@@ -280,7 +328,10 @@ impl Engine {
 
     /// The status of the certificate for `secret`, if it was ever requested.
     pub fn status(&self, secret: &SecretRef) -> Option<CertificateStatus> {
-        self.statuses().into_iter().find(|s| &s.secret == secret)
+        match self.inner.statuses.lock() {
+            Ok(map) => map.get(secret).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(secret).cloned(),
+        }
     }
 
     /// Every known certificate status, sorted by Secret.
@@ -393,6 +444,7 @@ impl Engine {
                 });
             }
         }
+        self.admit(issuer)?;
         let account = self.account(issuer).await?;
         // A wildcard is ordered as `*.parent` (RFC 8555 §7.1.3); the CA offers it DNS-01 only.
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
@@ -406,7 +458,7 @@ impl Engine {
             state,
             error: None,
         });
-        debug!(certificate = %request.secret, order = order.url(), "order created");
+        info!(certificate = %request.secret, order = order.url(), state = state.as_str(), "order created");
 
         let mut presented = Vec::new();
         let solved = self.solve(&mut order, issuer, request, trace, &mut presented).await;
@@ -428,6 +480,7 @@ impl Engine {
         if let Some(o) = trace.order.as_mut() {
             o.state = OrderState::Valid;
         }
+        info!(certificate = %request.secret, order = order.url(), state = OrderState::Valid.as_str(), "order valid: certificate downloaded");
         let (not_before, not_after) = leaf_validity(&chain_pem)?;
         Ok(Issued {
             secret: request.secret.clone(),
@@ -450,12 +503,24 @@ impl Engine {
         trace: &mut Trace,
         presented: &mut Vec<Presented>,
     ) -> Result<(), AcmeError> {
+        let order_url = order.url().to_owned();
+        let order_url = order_url.as_str();
         let mut authzs = order.authorizations();
         while let Some(authz) = authzs.next().await {
             let mut authz = authz.map_err(|e| AcmeError::acme("authorization", e))?;
             match authz.status {
                 AuthorizationStatus::Pending => {}
-                AuthorizationStatus::Valid => continue, // reused from an earlier order
+                AuthorizationStatus::Valid => {
+                    // RFC 8555 §7.1.4: the CA may reuse a valid authorization of this account.
+                    info!(
+                        certificate = %request.secret,
+                        order = order_url,
+                        dns_name = %authz.identifier(),
+                        state = "valid",
+                        "authorization already valid: no challenge needed"
+                    );
+                    continue;
+                }
                 other => {
                     return Err(AcmeError::Config {
                         issuer: issuer.reference.to_string(),
@@ -484,6 +549,7 @@ impl Engine {
                 error: None,
                 likely_cause: None,
                 explanation: None,
+                duration_ms: None,
             };
             match &solver.kind {
                 SolverKind::Http01 { .. } => {
@@ -493,7 +559,9 @@ impl Engine {
                     presented.push(Presented::Http { token });
                     if let Err(source) = shown {
                         status.state = ChallengeState::Errored;
-                        trace.challenges.push(status);
+                        status.error = Some(source.to_string());
+                        log_challenge(request, order_url, &status);
+                        trace.push(status, None);
                         return Err(AcmeError::Responder { name, source });
                     }
                 }
@@ -515,13 +583,15 @@ impl Engine {
                             status.explanation = Some(cause.explain().to_owned());
                         }
                         status.error = Some(err.to_string());
-                        trace.challenges.push(status);
+                        log_challenge(request, order_url, &status);
+                        trace.push(status, None);
                         return Err(err);
                     }
                     presented.push(Presented::Dns { client, record, value });
                 }
             }
-            trace.challenges.push(status);
+            log_challenge(request, order_url, &status);
+            trace.push(status, Some(Instant::now()));
             challenge
                 .set_ready()
                 .await
@@ -543,9 +613,19 @@ impl Engine {
             o.state = state;
             o.error = order_error.clone();
         }
+        match &order_error {
+            None => {
+                info!(certificate = %request.secret, order = order_url, state = state.as_str(), "order state changed")
+            }
+            Some(e) => {
+                warn!(certificate = %request.secret, order = order_url, state = state.as_str(), error = %e, "order state changed")
+            }
+        }
+        trace.stop_clocks();
         if state == OrderState::Ready {
             for c in &mut trace.challenges {
                 c.state = ChallengeState::Valid;
+                log_challenge(request, order_url, c);
             }
             return Ok(());
         }
@@ -581,6 +661,9 @@ impl Engine {
                 }
             }
         }
+        for c in &trace.challenges {
+            log_challenge(request, order_url, c);
+        }
         let mut failed: Vec<ChallengeStatus> = trace
             .challenges
             .iter()
@@ -611,6 +694,24 @@ impl Engine {
                     warn!(dns.record = %record, error = %e, "cannot remove a DNS-01 TXT record");
                 }
             }
+        }
+    }
+
+    /// Counts one order against the account's hourly limit, or says when the next one may start.
+    fn admit(&self, issuer: &Issuer) -> Result<(), AcmeError> {
+        let key = (issuer.acme.server.clone(), issuer.acme.private_key_secret_ref.clone());
+        let mut all = match self.inner.recent_orders.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let recent = all.entry(key).or_default();
+        match admit(recent, Instant::now(), self.inner.orders_per_hour) {
+            None => Ok(()),
+            Some(wait) => Err(AcmeError::OrderLimit {
+                issuer: issuer.reference.to_string(),
+                limit: self.inner.orders_per_hour,
+                retry_after: SystemTime::now() + wait,
+            }),
         }
     }
 
@@ -647,6 +748,53 @@ impl Engine {
     }
 }
 
+// === impl Trace ===
+
+impl Trace {
+    fn push(&mut self, status: ChallengeStatus, presented_at: Option<Instant>) {
+        self.challenges.push(status);
+        self.presented_at.push(presented_at);
+    }
+
+    /// The CA has decided every presented challenge: record how long each took.
+    fn stop_clocks(&mut self) {
+        for (c, at) in self.challenges.iter_mut().zip(&self.presented_at) {
+            if let Some(at) = at {
+                c.duration_ms = Some(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+    }
+}
+
+/// One log line per challenge state: info while it goes well, warn when it failed.
+fn log_challenge(request: &CertificateRequest, order_url: &str, c: &ChallengeStatus) {
+    let what = c.token.as_deref().or(c.record.as_deref()).unwrap_or("");
+    match c.state {
+        ChallengeState::Presented | ChallengeState::Valid => info!(
+            certificate = %request.secret,
+            order = order_url,
+            dns_name = %c.dns_name,
+            challenge = c.kind.as_str(),
+            token_or_record = what,
+            state = c.state.as_str(),
+            duration_ms = c.duration_ms,
+            "challenge state changed"
+        ),
+        ChallengeState::Invalid | ChallengeState::Errored => warn!(
+            certificate = %request.secret,
+            order = order_url,
+            dns_name = %c.dns_name,
+            challenge = c.kind.as_str(),
+            token_or_record = what,
+            state = c.state.as_str(),
+            duration_ms = c.duration_ms,
+            error = c.error.as_deref().unwrap_or("no error reported"),
+            likely_cause = c.likely_cause.map(LikelyCause::as_str),
+            "challenge state changed"
+        ),
+    }
+}
+
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")
@@ -657,6 +805,19 @@ impl std::fmt::Debug for Issued {
             .field("order_url", &self.order_url)
             .finish_non_exhaustive() // no key material in logs
     }
+}
+
+/// Sliding one-hour window: records `now` and returns `None` when fewer than `limit` orders
+/// started in the hour before it, else how long until the oldest of them leaves the window.
+fn admit(recent: &mut Vec<Instant>, now: Instant, limit: usize) -> Option<Duration> {
+    const HOUR: Duration = Duration::from_secs(3600);
+    recent.retain(|t| now.duration_since(*t) < HOUR);
+    if recent.len() >= limit {
+        let oldest = recent.iter().min().copied().unwrap_or(now);
+        return Some(HOUR.saturating_sub(now.duration_since(oldest)));
+    }
+    recent.push(now);
+    None
 }
 
 fn order_state(s: instant_acme::OrderStatus) -> OrderState {
@@ -682,5 +843,34 @@ fn problem_text(p: &instant_acme::Problem) -> String {
     match &p.detail {
         Some(d) => format!("{short}: {d}"),
         None => short.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_per_account_are_limited_per_hour() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut recent = Vec::new();
+        // (seconds after t0, wait) with a limit of 2 per hour
+        let cases = [
+            (0, None),
+            (10, None),
+            (20, Some(3580)),
+            (3599, Some(1)),
+            (3600, None),
+            (3610, None),
+            (3620, Some(3580)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(
+                admit(&mut recent, at(s), 2),
+                want.map(Duration::from_secs),
+                "order at +{s}s"
+            );
+        }
     }
 }

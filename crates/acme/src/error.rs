@@ -58,6 +58,13 @@ pub enum AcmeError {
         #[source]
         source: ResponderError,
     },
+    /// portier's own per-account order limit (not the CA's): nothing was sent to the CA.
+    #[error("{issuer}: the account's limit of {limit} new orders per hour is reached; portier orders again after {}", crate::status::Timestamp::from(*.retry_after).rfc3339())]
+    OrderLimit {
+        issuer: String,
+        limit: usize,
+        retry_after: SystemTime,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{0}")]
@@ -112,6 +119,7 @@ impl AcmeError {
     pub fn retry_after(&self) -> Option<SystemTime> {
         match self {
             AcmeError::Acme { retry_after, .. } => *retry_after,
+            AcmeError::OrderLimit { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -129,6 +137,7 @@ impl AcmeError {
         match self {
             AcmeError::Validation { challenges } => challenges.iter().find_map(|c| c.likely_cause),
             AcmeError::NoSolver { .. } => Some(LikelyCause::WrongSolver),
+            AcmeError::OrderLimit { .. } => Some(LikelyCause::RateLimited),
             AcmeError::Dns { source, .. } if source.is_refused() => Some(LikelyCause::TsigRefused),
             AcmeError::Acme { kind, detail, .. } => match kind {
                 ProblemKind::RateLimited => Some(LikelyCause::RateLimited),
@@ -173,7 +182,16 @@ pub(crate) fn challenge_cause(kind: ChallengeKind, problem: ProblemKind, detail:
         (_, ProblemKind::Caa) => Some(LikelyCause::CaaForbids),
         (_, ProblemKind::Dns) => Some(LikelyCause::DnsPointsElsewhere),
         (ChallengeKind::Http01, ProblemKind::Connection) => {
-            if d.contains("no such host") || d.contains("nxdomain") || d.contains("no valid a records") {
+            // Boulder: "no valid A records", "NXDOMAIN"; Go's resolver: "no such host";
+            // pebble: "could not resolve URL".
+            let dns = [
+                "no such host",
+                "nxdomain",
+                "servfail",
+                "no valid a records",
+                "could not resolve",
+            ];
+            if dns.iter().any(|w| d.contains(w)) {
                 Some(LikelyCause::DnsPointsElsewhere)
             } else {
                 Some(LikelyCause::Port80Unreachable)
@@ -280,6 +298,12 @@ mod tests {
                 Http01,
                 ProblemKind::Connection,
                 "lookup a.example: no such host",
+                Some(LikelyCause::DnsPointsElsewhere),
+            ),
+            (
+                Http01,
+                ProblemKind::Connection,
+                r#"Get "http://a.mock.test:14102/.well-known/acme-challenge/x": could not resolve URL "http://a.mock.test:14102/""#,
                 Some(LikelyCause::DnsPointsElsewhere),
             ),
             (

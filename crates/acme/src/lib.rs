@@ -25,7 +25,7 @@ mod storage;
 mod transport;
 
 pub use dns01::{DnsError, Rfc2136Client};
-pub use engine::{AcmeEvent, Engine, EngineBuilder, Issued};
+pub use engine::{AcmeEvent, Engine, EngineBuilder, Issued, ORDERS_PER_ACCOUNT_PER_HOUR};
 pub use error::{classify_problem, AcmeError, ProblemKind};
 pub use http01::{Http01Responder, ResponderError};
 pub use issuer::{
@@ -38,4 +38,7 @@ pub use status::{
     Attempt, AttemptOutcome, CertificateStatus, ChallengeKind, ChallengeState, ChallengeStatus, Condition,
     ConditionStatus, ConditionType, LikelyCause, OrderState, OrderStatus, Timestamp,
 };
-pub use storage::{FileStorage, Storage, StorageError};
+pub use storage::{
+    secret_data, secret_manifest_path, write_secret, FileStorage, SecretManifest, Storage, StorageError,
+    ACCOUNT_KEY_DATA_KEY, CLUSTER_RESOURCE_NAMESPACE,
+};

@@ -124,6 +124,10 @@ pub struct ChallengeStatus {
     /// [`LikelyCause::explain`] of `likely_cause`, so a reader of the JSON needs no lookup table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+    /// Milliseconds from presenting the response (token served, TXT record written) to the CA's
+    /// verdict; `None` while pending or when it was never presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +187,29 @@ impl Timestamp {
 
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.0)
+    }
+
+    /// `2025-01-02T03:04:05Z` (UTC), for messages a person reads.
+    pub fn rfc3339(self) -> String {
+        let secs = self.0;
+        let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+        let rem = secs % 86_400;
+        // civil from days (Howard Hinnant's algorithm)
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 }
 
@@ -246,9 +273,62 @@ impl CertificateStatus {
     }
 }
 
+// === impl ChallengeKind, ChallengeState, OrderState ===
+
+impl ChallengeKind {
+    /// `HTTP-01` or `DNS-01`, as in the JSON and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "HTTP-01",
+            ChallengeKind::Dns01 => "DNS-01",
+        }
+    }
+}
+
+impl ChallengeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeState::Presented => "presented",
+            ChallengeState::Valid => "valid",
+            ChallengeState::Invalid => "invalid",
+            ChallengeState::Errored => "errored",
+        }
+    }
+}
+
+impl OrderState {
+    /// RFC 8555 §7.1.6 order status, as the CA writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "pending",
+            OrderState::Ready => "ready",
+            OrderState::Processing => "processing",
+            OrderState::Valid => "valid",
+            OrderState::Invalid => "invalid",
+        }
+    }
+}
+
 // === impl LikelyCause ===
 
 impl LikelyCause {
+    /// The cause's name as in the JSON (`port80Unreachable`), for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LikelyCause::Port80Unreachable => "port80Unreachable",
+            LikelyCause::Http01WrongAnswer => "http01WrongAnswer",
+            LikelyCause::DnsPointsElsewhere => "dnsPointsElsewhere",
+            LikelyCause::TxtRecordNotSeen => "txtRecordNotSeen",
+            LikelyCause::RateLimited => "rateLimited",
+            LikelyCause::WrongSolver => "wrongSolver",
+            LikelyCause::TsigRefused => "tsigRefused",
+            LikelyCause::CaaForbids => "caaForbids",
+            LikelyCause::NameRejected => "nameRejected",
+            LikelyCause::AccountBindingRequired => "accountBindingRequired",
+            LikelyCause::CaUnreachable => "caUnreachable",
+        }
+    }
+
     /// The cause and what to do, in one sentence.
     pub fn explain(self) -> &'static str {
         match self {
@@ -265,10 +345,10 @@ impl LikelyCause {
                 "the CA did not see the TXT record: the zone's public nameservers are probably not the rfc2136 nameserver that got the update, or it has not propagated yet"
             }
             LikelyCause::RateLimited => {
-                "the CA rate-limited this account or name: wait for the retry time shown, and use the CA's staging directory while testing"
+                "this account or name is rate-limited (by the CA, or by portier's own limit of new orders per account and hour): wait for the next attempt time shown, and use the CA's staging directory (e.g. https://acme-staging-v02.api.letsencrypt.org/directory) while testing"
             }
             LikelyCause::WrongSolver => {
-                "no solver of the issuer fits this name: check solvers[].selector, and use a dns01 solver for wildcard names"
+                "no solver of the issuer fits this name: check solvers[].selector (dnsNames, dnsZones, matchLabels), and use a dns01 solver for wildcard names"
             }
             LikelyCause::TsigRefused => {
                 "the DNS server refused the TSIG-signed update: check tsigKeyName, tsigAlgorithm and the secret, and that the key may update this zone"
@@ -285,6 +365,70 @@ impl LikelyCause {
             LikelyCause::CaUnreachable => {
                 "the ACME server could not be reached or failed: check spec.acme.server, the network path and caBundle; portier retries with backoff"
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: T) -> String {
+        serde_json::to_value(v)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn timestamps_print_as_rfc3339() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_735_787_045, "2025-01-02T03:04:05Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(Timestamp(secs).rfc3339(), want);
+        }
+    }
+
+    #[test]
+    fn names_in_logs_and_metrics_are_the_json_names() {
+        use LikelyCause::*;
+        for c in [
+            Port80Unreachable,
+            Http01WrongAnswer,
+            DnsPointsElsewhere,
+            TxtRecordNotSeen,
+            RateLimited,
+            WrongSolver,
+            TsigRefused,
+            CaaForbids,
+            NameRejected,
+            AccountBindingRequired,
+            CaUnreachable,
+        ] {
+            assert_eq!(c.as_str(), json(c));
+        }
+        for k in [ChallengeKind::Http01, ChallengeKind::Dns01] {
+            assert_eq!(k.as_str(), json(k));
+        }
+        for s in [
+            ChallengeState::Presented,
+            ChallengeState::Valid,
+            ChallengeState::Invalid,
+            ChallengeState::Errored,
+        ] {
+            assert_eq!(s.as_str(), json(s));
+        }
+        for s in [
+            OrderState::Pending,
+            OrderState::Ready,
+            OrderState::Processing,
+            OrderState::Valid,
+            OrderState::Invalid,
+        ] {
+            assert_eq!(s.as_str(), json(s));
         }
     }
 }

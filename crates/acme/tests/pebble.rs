@@ -503,3 +503,48 @@ async fn wrong_tsig_secret_is_explained_before_any_validation() {
     assert_eq!(err.likely_cause(), Some(LikelyCause::TsigRefused), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_per_account_order_limit_is_explained_and_sends_nothing() {
+    let Some(env) = env() else { return };
+    let tokens = token_server(env.http01_port);
+    let dir = state_dir("limit");
+    let engine = Engine::builder(Arc::new(FileStorage::new(&dir)), Arc::new(MapResponder(tokens)))
+        .poll_timeout(Duration::from_secs(60))
+        .orders_per_account_per_hour(1)
+        .build();
+    let issuer = issuer(&env, "limited-account", vec![http01()]);
+    let first = request(&[format!("{}.portier.test", unique("l"))], KeyAlgorithm::Ecdsa);
+    engine
+        .issue(&issuer, &first, None)
+        .await
+        .expect("the first order is admitted");
+
+    let second = request(&[format!("{}.portier.test", unique("l"))], KeyAlgorithm::Ecdsa);
+    let err = engine
+        .issue(&issuer, &second, None)
+        .await
+        .expect_err("the limit is reached");
+    eprintln!("order limit case: {err}");
+    assert!(matches!(err, AcmeError::OrderLimit { limit: 1, .. }), "{err:?}");
+    assert_eq!(err.likely_cause(), Some(LikelyCause::RateLimited));
+    let status = engine.status(&second.secret).expect("status");
+    let ready = status.condition(ConditionType::Ready).expect("Ready condition");
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert!(
+        ready.message.contains("staging directory") && ready.message.contains("1 new orders per hour"),
+        "{}",
+        ready.message
+    );
+    let attempt = status.history.last().expect("the attempt is recorded");
+    assert!(attempt.order.is_none(), "nothing was sent to the CA: {attempt:?}");
+    let wait = status
+        .next_attempt
+        .and_then(|t| t.to_system_time().duration_since(SystemTime::now()).ok())
+        .unwrap_or_default();
+    assert!(
+        wait > Duration::from_secs(3500),
+        "the next attempt waits for the hour's window: {wait:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -214,7 +214,13 @@ fn attempt(out: &mut String, a: &Attempt) {
             format!("{:?}", ch.state).to_lowercase()
         ));
         if let Some(e) = &ch.error {
-            out.push_str(&format!("      CA said:      {e}\n"));
+            // An errored challenge never reached the CA: the error is portier's own.
+            let who = if ch.state == portier_acme::ChallengeState::Errored {
+                "error:"
+            } else {
+                "CA said:"
+            };
+            out.push_str(&format!("      {who:<14}{e}\n"));
         }
         if let Some(x) = &ch.explanation {
             out.push_str(&format!("      likely cause: {x}\n"));
@@ -287,5 +293,47 @@ mod tests {
             vec!["app-tls".into(), "True".into(), "ok".into()],
         ];
         assert_eq!(table(&rows), "NAME      READY   MESSAGE\napp-tls   True    ok\n");
+    }
+
+    /// The per-account order limit as the engine records it: describe says what to do.
+    #[test]
+    fn describe_explains_a_rate_limit() {
+        use portier_acme::{AcmeError, AttemptOutcome, IssuerKind, IssuerRef, SecretRef};
+        let err = AcmeError::OrderLimit {
+            issuer: "ClusterIssuer letsencrypt".into(),
+            limit: 50,
+            retry_after: UNIX_EPOCH + Duration::from_secs(1_735_787_045),
+        };
+        let cause = err.likely_cause().expect("a likely cause");
+        let message = format!("{err} (likely cause: {})", cause.explain());
+        let mut s = CertificateStatus::new(
+            SecretRef::new(Some("default"), "app-tls"),
+            IssuerRef {
+                kind: IssuerKind::ClusterIssuer,
+                namespace: None,
+                name: "letsencrypt".into(),
+            },
+            vec!["app.example.com".into()],
+        );
+        s.failed_attempts = 1;
+        s.next_attempt = err.retry_after().map(Timestamp::from);
+        s.set_condition(ConditionType::Ready, ConditionStatus::False, "Failed", message.clone());
+        s.push_attempt(Attempt {
+            started: Timestamp(1_735_783_445),
+            duration_ms: 0,
+            outcome: AttemptOutcome::Failed,
+            message,
+            order: None,
+            challenges: Vec::new(),
+        });
+        let out = describe_certificate(&s);
+        for want in [
+            "Next Attempt:     2025-01-02T03:04:05Z",
+            "limit of 50 new orders per hour is reached; portier orders again after 2025-01-02T03:04:05Z",
+            "use the CA's staging directory",
+            "Failed after 0 ms",
+        ] {
+            assert!(out.contains(want), "{want:?} in:\n{out}");
+        }
     }
 }

@@ -4,7 +4,11 @@
 //! ```text
 //! . "$(scripts/acme-env-up)"; cargo test -p portier --test e2e acme; scripts/acme-env-down
 //! ```
+//!
+//! `scripts/test.sh` runs these issuance tests a second time against pebble's strict settings
+//! (`ACME_ENV_PRESET=strict`: bad nonces, validation sleeps, authorization reuse).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,14 +20,17 @@ use crate::client::{https_get, peer_leaf, tls_connect};
 use crate::fixture::{self, Fixture};
 use crate::harness::{eventually, within, Portier, BIN};
 
-struct Env {
-    directory: String,
-    tls_ca_pem: String,
-    issuer_root: CertificateDer<'static>,
-    http01_port: u16,
+/// One ACME world from `scripts/acme-env-up`: pebble, challtestsrv and bind9.
+pub(crate) struct Env {
+    pub directory: String,
+    pub tls_ca_pem: String,
+    pub issuer_root: CertificateDer<'static>,
+    pub http01_port: u16,
+    pub challtestsrv: String,
 }
 
-fn env() -> Option<Env> {
+/// The ACME world of the process environment (the sourced env file).
+pub(crate) fn env() -> Option<Env> {
     let Ok(directory) = std::env::var("PORTIER_ACME_DIRECTORY_URL") else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("PORTIER_ACME_DIRECTORY_URL is not set under CI=true: run `. \"$(scripts/acme-env-up)\"` before the tests");
@@ -33,23 +40,79 @@ fn env() -> Option<Env> {
         );
         return None;
     };
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| panic!("{k} not set: source the env file scripts/acme-env-up printed"))
-    };
-    let read = |k: &str| std::fs::read_to_string(var(k)).unwrap_or_else(|e| panic!("{k}: {e}"));
-    Some(Env {
-        directory,
-        tls_ca_pem: read("PORTIER_ACME_TLS_CA"),
-        issuer_root: CertificateDer::from_pem_slice(read("PORTIER_ACME_ISSUER_ROOT").as_bytes())
-            .expect("PORTIER_ACME_ISSUER_ROOT holds a PEM certificate"),
-        http01_port: var("PORTIER_ACME_HTTP01_PORT")
-            .parse()
-            .expect("PORTIER_ACME_HTTP01_PORT is a port"),
-    })
+    Some(Env::from_vars(&directory, |k| std::env::var(k).ok()))
+}
+
+// === impl Env ===
+
+impl Env {
+    fn from_vars(directory: &str, get: impl Fn(&str) -> Option<String>) -> Env {
+        let var =
+            |k: &str| get(k).unwrap_or_else(|| panic!("{k} not set: source the env file scripts/acme-env-up printed"));
+        let read = |k: &str| std::fs::read_to_string(var(k)).unwrap_or_else(|e| panic!("{k}: {e}"));
+        Env {
+            directory: directory.to_owned(),
+            tls_ca_pem: read("PORTIER_ACME_TLS_CA"),
+            issuer_root: CertificateDer::from_pem_slice(read("PORTIER_ACME_ISSUER_ROOT").as_bytes())
+                .expect("PORTIER_ACME_ISSUER_ROOT holds a PEM certificate"),
+            http01_port: var("PORTIER_ACME_HTTP01_PORT")
+                .parse()
+                .expect("PORTIER_ACME_HTTP01_PORT is a port"),
+            challtestsrv: var("PORTIER_ACME_CHALLTESTSRV_URL"),
+        }
+    }
+
+    /// A second ACME world (another `ACME_ENV_PORT_BASE`), from the env file that
+    /// `scripts/acme-env-up` printed, named by the variable `file_var`. `None` (the test skips)
+    /// when the variable is not set, except under `CI=true`, where `scripts/test.sh` sets it.
+    pub(crate) fn from_file_named_by(file_var: &str, how: &str) -> Option<Env> {
+        let Ok(file) = std::env::var(file_var) else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{file_var} is not set under CI=true: {how}");
+            }
+            eprintln!("SKIPPED: {file_var} not set; {how}");
+            return None;
+        };
+        // The file is shell (`export K=V`, values quoted by printf %q): let bash read it.
+        let out = std::process::Command::new("bash")
+            .args(["-c", ". \"$0\" && env -0", file.as_str()])
+            .env_clear()
+            .output()
+            .unwrap_or_else(|e| panic!("running bash to read {file}: {e}"));
+        assert!(
+            out.status.success(),
+            "reading {file_var}={file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars: HashMap<String, String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        let directory = vars
+            .get("PORTIER_ACME_DIRECTORY_URL")
+            .unwrap_or_else(|| panic!("{file} has no PORTIER_ACME_DIRECTORY_URL"));
+        Some(Env::from_vars(directory, |k| vars.get(k).cloned()))
+    }
+}
+
+/// A name no other test of this run orders.
+pub(crate) fn unique_host(prefix: &str, zone: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}-{nanos:x}.{zone}", std::process::id())
 }
 
 /// A client that trusts only pebble's issuing root.
-fn trusting(root: &CertificateDer<'static>) -> Arc<ClientConfig> {
+pub(crate) fn trusting(root: &CertificateDer<'static>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(root.clone()).expect("pebble's root is a valid trust anchor");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -65,8 +128,9 @@ fn trusting(root: &CertificateDer<'static>) -> Arc<ClientConfig> {
     Arc::new(cfg)
 }
 
-fn issuer_and_ingress(env: &Env, host: &str) -> String {
-    let issuer = format!(
+/// The ClusterIssuer `pebble` with an HTTP-01 solver.
+pub(crate) fn cluster_issuer(env: &Env) -> String {
+    format!(
         "apiVersion: cert-manager.io/v1
 kind: ClusterIssuer
 metadata: {{name: pebble}}
@@ -81,21 +145,39 @@ spec:
 ",
         env.directory,
         serde_json::to_string(&env.tls_ca_pem).expect("a string encodes as JSON")
+    )
+}
+
+/// An Ingress `name` for `host`, answered by the StaticResponse `ok`, whose certificate comes
+/// from the ClusterIssuer `pebble` into the Secret `secret`; `renew_before` sets
+/// `cert-manager.io/renew-before`.
+pub(crate) fn acme_ingress(name: &str, host: &str, secret: &str, renew_before: Option<&str>) -> String {
+    let annotated = fixture::annotate(
+        &fixture::ingress_static(name, Some(host), &[("/", "Prefix", "ok")]),
+        "cert-manager.io/cluster-issuer",
+        "pebble",
     );
-    let ingress = fixture::with_tls(
-        &fixture::annotate(
-            &fixture::ingress_static("app", Some(host), &[("/", "Prefix", "ok")]),
-            "cert-manager.io/cluster-issuer",
-            "pebble",
+    let annotated = match renew_before {
+        None => annotated,
+        Some(rb) => annotated.replace(
+            "{cert-manager.io/cluster-issuer: \"pebble\"}",
+            &format!("{{cert-manager.io/cluster-issuer: \"pebble\", cert-manager.io/renew-before: \"{rb}\"}}"),
         ),
-        &[host],
-        "app-tls",
-    );
-    [issuer, fixture::static_response("ok", 200, "issued"), ingress].join("---\n")
+    };
+    fixture::with_tls(&annotated, &[host], secret)
+}
+
+fn issuer_and_ingress(env: &Env, host: &str) -> String {
+    [
+        cluster_issuer(env),
+        fixture::static_response("ok", 200, "issued"),
+        acme_ingress("app", host, "app-tls", None),
+    ]
+    .join("---\n")
 }
 
 /// Polls the HTTPS listener until the certificate for `host` verifies against pebble's root.
-async fn verified_leaf(
+pub(crate) async fn verified_leaf(
     portier: &Portier,
     host: &str,
     cfg: &Arc<ClientConfig>,
@@ -162,9 +244,16 @@ async fn issues_over_http01_and_reuses_the_certificate_after_a_restart() {
             text.contains(expiry).then_some(text)
         })
         .await;
+        for want in [
+            r#"portier_acme_certificate_issuances_total{issuer_kind="ClusterIssuer",issuer_name="pebble",reason="issue",result="success"} 1"#,
+            r#"portier_acme_challenge_duration_seconds_count{challenge_type="HTTP-01",result="valid"} 1"#,
+            "portier_acme_order_duration_seconds_count 1",
+        ] {
+            assert!(metrics.contains(want), "{want} on /metrics:\n{metrics}");
+        }
         assert!(
-            metrics.contains(r#"portier_acme_certificate_issuances_total{result="success"} 1"#),
-            "{metrics}"
+            !metrics.contains("portier_acme_certificate_failures_total{"),
+            "no failure counted:\n{metrics}"
         );
         let admin = first.admin.to_string();
         for (args, want) in [
@@ -187,16 +276,35 @@ async fn issues_over_http01_and_reuses_the_certificate_after_a_restart() {
             assert!(stdout.contains(want), "portier {args:?} shows {want:?}:\n{stdout}");
             eprintln!("$ portier {}\n{stdout}", args.join(" "));
         }
+        // The certificate and the account key are Secret manifests, private keys mode 0600. A
+        // ClusterIssuer's account key lives in cert-manager's cluster resource namespace.
         let secret_file = state.path().join("secrets/default/app-tls.yaml");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&secret_file)
-                .expect("the issued Secret is stored")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{}", secret_file.display());
+        let account_file = state.path().join("secrets/cert-manager/pebble-account-key.yaml");
+        for file in [&secret_file, &account_file] {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(file)
+                    .unwrap_or_else(|e| panic!("{} is stored: {e}", file.display()))
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+            }
         }
+        let account: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&account_file).expect("account Secret")).expect("JSON");
+        assert_eq!(account["kind"], "Secret", "{account}");
+        assert_eq!(account["type"], "Opaque", "{account}");
+        assert!(
+            account["stringData"]["tls.key"]
+                .as_str()
+                .is_some_and(|k| k.contains("PRIVATE KEY")),
+            "the account key is the Secret's tls.key"
+        );
+        assert!(
+            !state.path().join("accounts").exists(),
+            "no key outside the Secret manifests"
+        );
         drop(first);
 
         let second = Portier::start(f.path(), &args).await;
@@ -225,12 +333,12 @@ async fn issues_over_http01_and_reuses_the_certificate_after_a_restart() {
         let renew_before = format!("{}s", lifetime - 1);
         f.write(
             "acme.yaml",
-            &issuer_and_ingress(&env, &host).replace(
-                "{cert-manager.io/cluster-issuer: \"pebble\"}",
-                &format!(
-                    "{{cert-manager.io/cluster-issuer: \"pebble\", cert-manager.io/renew-before: \"{renew_before}\"}}"
-                ),
-            ),
+            &[
+                cluster_issuer(&env),
+                fixture::static_response("ok", 200, "issued"),
+                acme_ingress("app", &host, "app-tls", Some(&renew_before)),
+            ]
+            .join("---\n"),
         );
         let renewed_at = Instant::now();
         let renewed = eventually(Duration::from_secs(60), "a renewed certificate", || async {
@@ -240,6 +348,17 @@ async fn issues_over_http01_and_reuses_the_certificate_after_a_restart() {
         .await;
         eprintln!("ACME: renewed in {:.2} s", renewed_at.elapsed().as_secs_f64());
         assert_ne!(renewed, leaf);
+        let renewal = r#"portier_acme_certificate_issuances_total{issuer_kind="ClusterIssuer",issuer_name="pebble",reason="renew",result="success"} 1"#;
+        eventually(Duration::from_secs(10), "the renewal counter", || async {
+            second.admin_get("/metrics").await.text().contains(renewal).then_some(())
+        })
+        .await;
+        let account_after: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&account_file).expect("account Secret")).expect("JSON");
+        assert_eq!(
+            account_after["stringData"]["tls.key"], account["stringData"]["tls.key"],
+            "the restarted process reuses the account key"
+        );
     })
     .await;
 }
@@ -255,7 +374,7 @@ async fn a_failed_http01_validation_is_explained_by_describe() {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let host = format!("e2e-fail-{}-{nanos:x}.mock.test", std::process::id());
-        let challtestsrv = std::env::var("PORTIER_ACME_CHALLTESTSRV_URL").expect("PORTIER_ACME_CHALLTESTSRV_URL set");
+        let challtestsrv = &env.challtestsrv;
         let body = format!(r#"{{"host":"{host}.","addresses":["127.0.0.77"]}}"#);
         let ok = std::process::Command::new("curl")
             .args(["-sf", "-d", &body, &format!("{challtestsrv}/add-a")])
@@ -305,6 +424,11 @@ async fn a_failed_http01_validation_is_explained_by_describe() {
         )
         .await;
         assert!(fallback.is_ok(), "the fallback certificate serves while issuance fails");
+        let failure = r#"portier_acme_certificate_failures_total{issuer_kind="ClusterIssuer",issuer_name="pebble",cause="port80Unreachable"} 1"#;
+        eventually(Duration::from_secs(10), "the failure counter", || async {
+            portier.admin_get("/metrics").await.text().contains(failure).then_some(())
+        })
+        .await;
     })
     .await;
 }

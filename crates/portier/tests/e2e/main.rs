@@ -12,6 +12,8 @@ mod upstream;
 
 mod access_log;
 mod acme;
+mod acme_causes;
+mod acme_renewal;
 mod backends;
 mod check;
 mod h2c;
