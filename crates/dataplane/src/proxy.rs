@@ -569,12 +569,28 @@ fn report(e: &GatewayError, ex: &Exchange, client: SocketAddr) {
     }
 }
 
+/// The standard methods as static strings: no allocation per logged request.
+fn method_name(m: &Method) -> std::borrow::Cow<'static, str> {
+    match m.as_str() {
+        "GET" => "GET".into(),
+        "POST" => "POST".into(),
+        "PUT" => "PUT".into(),
+        "DELETE" => "DELETE".into(),
+        "HEAD" => "HEAD".into(),
+        "OPTIONS" => "OPTIONS".into(),
+        "PATCH" => "PATCH".into(),
+        "CONNECT" => "CONNECT".into(),
+        "TRACE" => "TRACE".into(),
+        other => other.to_owned().into(),
+    }
+}
+
 fn access_record<B>(conn: &Conn, req: &Request<B>, host: Option<&RequestHost>) -> AccessRecord {
     let no_label = conn.shared.metrics.no_label();
     AccessRecord {
         time: SystemTime::now(),
         client: conn.client,
-        method: req.method().as_str().into(),
+        method: method_name(req.method()),
         host: host.and_then(|h| h.raw.to_str().ok()).unwrap_or_default().into(),
         path: req.uri().path_and_query().map_or("", PathAndQuery::as_str).into(),
         protocol: match req.version() {

@@ -12,10 +12,50 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 }
 
 /// [`rfc3339_millis`] appended to `out`, digit by digit: the access log writes one per record,
-/// and `format!` cost ~3,000 instructions of it (callgrind).
+/// and `format!` cost ~3,000 instructions of it (callgrind). The date and time of day of the
+/// last second written are kept per thread: records come many to a second.
 pub(crate) fn write_rfc3339_millis(t: SystemTime, out: &mut Vec<u8>) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let cached = LAST_SECOND.try_with(|cell| {
+        let (last, text) = &mut *cell.borrow_mut();
+        if *last != Some(secs) {
+            let mut fresh = Vec::with_capacity(SECOND_LEN);
+            write_second(secs, &mut fresh);
+            // Years past 9999 are longer; they are written without the cache.
+            let Ok(fresh) = <[u8; SECOND_LEN]>::try_from(fresh.as_slice()) else {
+                return false;
+            };
+            *text = fresh;
+            *last = Some(secs);
+        }
+        out.extend_from_slice(text);
+        true
+    });
+    if cached != Ok(true) {
+        write_second(secs, out);
+    }
+    let ms = since.subsec_millis();
+    let tail = [
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ];
+    out.extend_from_slice(&tail);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`.
+const SECOND_LEN: usize = 19;
+
+thread_local! {
+    static LAST_SECOND: std::cell::RefCell<(Option<u64>, [u8; SECOND_LEN])> =
+        const { std::cell::RefCell::new((None, [0; SECOND_LEN])) };
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SS`.
+fn write_second(secs: u64, out: &mut Vec<u8>) {
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(secs / 86_400);
     push_digits(out, y, 4);
@@ -29,9 +69,6 @@ pub(crate) fn write_rfc3339_millis(t: SystemTime, out: &mut Vec<u8>) {
     push_digits(out, (rem % 3600) / 60, 2);
     out.push(b':');
     push_digits(out, rem % 60, 2);
-    out.push(b'.');
-    push_digits(out, u64::from(since.subsec_millis()), 3);
-    out.push(b'Z');
 }
 
 /// `v` in decimal, zero-padded to at least `width` digits.
@@ -92,5 +129,28 @@ mod tests {
     fn before_epoch_prints_epoch() {
         let t = UNIX_EPOCH - Duration::from_secs(10);
         assert_eq!(rfc3339_millis(t), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_cached_second_follows_the_clock() {
+        // Same second twice (the cache), the next second, back, and a year past 9999 (no cache).
+        let cases = [
+            (1_735_689_600u64, 120u32, "2025-01-01T00:00:00.120Z"),
+            (1_735_689_600, 999, "2025-01-01T00:00:00.999Z"),
+            (1_735_689_601, 0, "2025-01-01T00:00:01.000Z"),
+            (1_735_689_600, 7, "2025-01-01T00:00:00.007Z"),
+            (253_402_300_800, 1, "10000-01-01T00:00:00.001Z"),
+            (1_735_689_601, 50, "2025-01-01T00:00:01.050Z"),
+        ];
+        for (secs, millis, want) in cases {
+            let t = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(u64::from(millis));
+            let mut out = b"x".to_vec();
+            write_rfc3339_millis(t, &mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!("x{want}"),
+                "{secs}s + {millis}ms"
+            );
+        }
     }
 }
