@@ -8,8 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, Key, NewAccount, NewOrder, RetryPolicy,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -17,7 +16,7 @@ use crate::dns01::{challenge_record, DnsError, Rfc2136Client};
 use crate::error::{challenge_cause, classify_problem, AcmeError, ProblemKind};
 use crate::http01::Http01Responder;
 use crate::issuer::{select_solver, CertificateRequest, Issuer, SecretRef, SolverKind};
-use crate::keys::{certificate_key, csr_der, leaf_validity};
+use crate::keys::{account_key_pkcs8, certificate_key, csr_der, leaf_validity};
 use crate::schedule::{renewal_time, Backoff};
 use crate::status::{
     Attempt, AttemptOutcome, CertificateStatus, ChallengeKind, ChallengeState, ChallengeStatus, ConditionStatus,
@@ -76,7 +75,7 @@ struct Inner {
     storage: Arc<dyn Storage>,
     responder: Arc<dyn Http01Responder>,
     orders: Semaphore,
-    accounts: tokio::sync::Mutex<HashMap<(String, SecretRef), Account>>,
+    accounts: tokio::sync::Mutex<HashMap<AccountKey, Account>>,
     statuses: Mutex<BTreeMap<SecretRef, CertificateStatus>>,
     backoff: Backoff,
     events: Option<mpsc::Sender<AcmeEvent>>,
@@ -85,6 +84,10 @@ struct Inner {
     /// Start times of the orders of the last hour, per account (directory, key Secret).
     recent_orders: Mutex<HashMap<(String, SecretRef), Vec<Instant>>>,
 }
+
+/// An account cache entry: (directory, key Secret, the PEM key of the user's own Secret if the
+/// configuration has one). A changed user key is another account.
+type AccountKey = (String, SecretRef, Option<Vec<u8>>);
 
 /// What one attempt got as far as, for the status history.
 #[derive(Default)]
@@ -342,12 +345,16 @@ impl Engine {
         }
     }
 
-    /// Registers the issuer's ACME account, or loads it with the stored key. Cached per
-    /// (directory, key Secret). When the CA no longer knows the key (`accountDoesNotExist`,
-    /// e.g. a test CA restarted) the same key is registered again.
+    /// Registers the issuer's ACME account, or loads it with its key: the key from the user's own
+    /// Secret when compile found one (`AcmeIssuer::account_key`; never written to storage), else
+    /// the stored key. Cached per (directory, key Secret, user key), so a changed Secret switches
+    /// to the new key's account. When the CA does not know the key (`accountDoesNotExist`: a new
+    /// user key, a test CA restarted) the same key is registered.
     pub async fn account(&self, issuer: &Issuer) -> Result<Account, AcmeError> {
         let acme = &issuer.acme;
-        let cache_key = (acme.server.clone(), acme.private_key_secret_ref.clone());
+        let secret = &acme.private_key_secret_ref;
+        let user_key = acme.account_key.as_ref().map(|k| k.0.clone());
+        let cache_key = (acme.server.clone(), secret.clone(), user_key.clone());
         let mut accounts = self.inner.accounts.lock().await;
         if let Some(account) = accounts.get(&cache_key) {
             return Ok(account.clone());
@@ -356,28 +363,45 @@ impl Engine {
             issuer: issuer.reference.to_string(),
             message,
         };
-        let secret = &acme.private_key_secret_ref;
-        let stored = self.inner.storage.load_account_key(secret).await?;
-        let account = match stored {
+        let (pem, from_user) = match user_key {
+            Some(pem) => (Some(pem), true),
+            None => (
+                self.inner
+                    .storage
+                    .load_account_key(secret)
+                    .await?
+                    .map(String::into_bytes),
+                false,
+            ),
+        };
+        let account = match pem {
             Some(pem) => {
-                let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
-                    config(format!("privateKeySecretRef {secret}: not a PKCS#8 PEM key ({e}): portier's account keys are ECDSA P-256; delete the Secret to register a new account"))
+                let der = account_key_pkcs8(&pem).map_err(|why| {
+                    config(if from_user {
+                        format!("privateKeySecretRef {secret} (the Secret in the configuration): {why}; put an ECDSA P-256 key in it, or remove it to let portier register a new account")
+                    } else {
+                        format!("privateKeySecretRef {secret} (stored under --state-dir): {why}; delete the Secret to register a new account")
+                    })
                 })?;
                 let key = || {
                     Key::from_pkcs8_der(der.clone_key())
                         .map(|k| (k, PrivateKeyDer::Pkcs8(der.clone_key())))
-                        .map_err(|e| config(format!("privateKeySecretRef {secret}: {e}: portier's account keys are ECDSA P-256 (cert-manager's RSA keys cannot be loaded); delete the Secret to register a new account")))
+                        .map_err(|e| config(format!("privateKeySecretRef {secret}: {e}")))
                 };
                 let builder = account_builder(acme).map_err(config)?;
                 match builder.from_key(key()?, acme.server.clone()).await {
                     Ok((account, _)) => {
-                        debug!(issuer = %issuer.reference, account = account.id(), "ACME account reused");
+                        if from_user {
+                            info!(issuer = %issuer.reference, account = account.id(), account_key = %secret, "ACME account of the key in the configuration's Secret");
+                        } else {
+                            debug!(issuer = %issuer.reference, account = account.id(), "ACME account reused");
+                        }
                         account
                     }
                     Err(instant_acme::Error::Api(p))
                         if p.r#type.as_deref().map(classify_problem) == Some(ProblemKind::AccountDoesNotExist) =>
                     {
-                        info!(issuer = %issuer.reference, "CA does not know the stored account key; registering it again");
+                        info!(issuer = %issuer.reference, from_configuration = from_user, "CA does not know the account key; registering it");
                         let builder = account_builder(acme).map_err(config)?;
                         let (account, _) = builder
                             .create_from_key(key()?, acme.server.clone())
@@ -422,6 +446,8 @@ impl Engine {
                 account
             }
         };
+        // A Secret whose key changed leaves its old account behind.
+        accounts.retain(|(server, s, _), _| !(server == &acme.server && s == secret));
         accounts.insert(cache_key, account.clone());
         Ok(account)
     }

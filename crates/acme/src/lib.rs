@@ -40,5 +40,5 @@ pub use status::{
 };
 pub use storage::{
     secret_data, secret_manifest_path, write_secret, FileStorage, SecretManifest, Storage, StorageError,
-    ACCOUNT_KEY_DATA_KEY, CLUSTER_RESOURCE_NAMESPACE,
+    ACCOUNT_KEY_ANNOTATION, ACCOUNT_KEY_DATA_KEY, CLUSTER_RESOURCE_NAMESPACE,
 };

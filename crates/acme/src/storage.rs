@@ -23,6 +23,11 @@ pub const CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
 /// The data key of the account's private key in its Secret, as cert-manager writes it.
 pub const ACCOUNT_KEY_DATA_KEY: &str = "tls.key";
 
+/// The annotation (value `"true"`) on the account key Secrets [`FileStorage`] writes. The wiring
+/// keeps these out of the model: the engine reads its own keys from storage, and a Secret of the
+/// same name in the configuration directory must not be hidden by portier's copy.
+pub const ACCOUNT_KEY_ANNOTATION: &str = "portier.dev/acme-account-key";
+
 /// Persists ACME account keys (PEM, PKCS#8 ECDSA P-256), keyed by the issuer's
 /// `privateKeySecretRef`. Implementations must be safe to call concurrently.
 pub trait Storage: Send + Sync {
@@ -161,7 +166,7 @@ impl FileStorage {
             namespace: namespace_of(secret),
             name: &secret.name,
             kind: "Opaque",
-            annotations: BTreeMap::from([("portier.dev/acme-account-key", "true")]),
+            annotations: BTreeMap::from([(ACCOUNT_KEY_ANNOTATION, "true")]),
             string_data: BTreeMap::from([(ACCOUNT_KEY_DATA_KEY, pem)]),
         };
         write_secret(&self.secrets_dir(), &manifest)

@@ -197,6 +197,7 @@ fn issuer(env: &Env, account_secret: &str, solvers: Vec<Solver>) -> Issuer {
             server: env.directory.clone(),
             email: Some("ops@portier.test".into()),
             private_key_secret_ref: SecretRef::new(None, account_secret),
+            account_key: None,
             ca_bundle: Some(env.tls_ca.clone()),
             skip_tls_verify: false,
             external_account_binding: None,
@@ -547,4 +548,133 @@ async fn the_per_account_order_limit_is_explained_and_sends_nothing() {
         "the next attempt waits for the hour's window: {wait:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The SEC1 `EC PRIVATE KEY` PEM (what `openssl ecparam -genkey` writes) of a PKCS#8 EC key: the
+/// content of the PKCS#8 body's third element.
+fn sec1_pem(pkcs8: &[u8]) -> String {
+    fn header(d: &[u8]) -> (usize, usize) {
+        let first = usize::from(d[1]);
+        if first < 0x80 {
+            return (2, first);
+        }
+        let k = first & 0x7f;
+        (2 + k, d[2..2 + k].iter().fold(0, |a, b| (a << 8) | usize::from(*b)))
+    }
+    let mut rest = &pkcs8[header(pkcs8).0..];
+    for _ in 0..2 {
+        let (h, l) = header(rest);
+        rest = &rest[h + l..];
+    }
+    let (h, l) = header(rest);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&rest[h..h + l]);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// cert-manager's model: the Secret named by `privateKeySecretRef` already holds the account key
+/// (a migration). Its account is used, however portier's own stored key says otherwise, nothing
+/// is written to storage, a changed Secret switches accounts, and without it portier's own
+/// account comes back.
+#[tokio::test]
+async fn a_users_account_key_is_used_and_never_stored() {
+    let Some(env) = env() else { return };
+    let tokens = token_server(env.http01_port);
+    let dir = state_dir("user-key");
+    let storage = FileStorage::new(&dir);
+    let mut issuer = issuer(&env, &unique("user-account-key"), vec![http01()]);
+    let secret = issuer.acme.private_key_secret_ref.clone();
+
+    // Before the user added the Secret, portier had registered its own account for this name.
+    let portier = engine(&dir, Arc::new(MapResponder(tokens.clone())));
+    let own = portier.account(&issuer).await.expect("portier's own account");
+    let stored = storage.load_account_key(&secret).await.expect("read").expect("stored");
+
+    // The user's key and its account, registered by another ACME client (instant-acme itself).
+    let user = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(user.serialize_der());
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = std::env::var("PORTIER_ACME_TLS_CA").expect("PORTIER_ACME_TLS_CA");
+    let (theirs, _) = instant_acme::Account::builder_with_root(&ca)
+        .expect("client trusting pebble")
+        .create_from_key(
+            (
+                instant_acme::Key::from_pkcs8_der(der.clone_key()).expect("key"),
+                rustls_pki_types::PrivateKeyDer::Pkcs8(der),
+            ),
+            env.directory.clone(),
+        )
+        .await
+        .expect("the user's account");
+
+    // compile puts the Secret's tls.key into the issuer; SEC1, as openssl writes EC keys.
+    issuer.acme.account_key = Some(SecretBytes(sec1_pem(user.serialized_der()).into_bytes()));
+    let used = portier.account(&issuer).await.expect("the user's account");
+    eprintln!(
+        "portier's own account {}; the user's {}; used {}",
+        own.id(),
+        theirs.id(),
+        used.id()
+    );
+    assert_eq!(used.id(), theirs.id(), "the account of the key in the user's Secret");
+    assert_ne!(used.id(), own.id());
+    let names = vec![format!("{}.portier.test", unique("u"))];
+    let issued = portier
+        .issue(&issuer, &request(&names, KeyAlgorithm::Ecdsa), None)
+        .await
+        .expect("issuance with the user's account");
+    verify(&env, &issued, &names);
+    theirs
+        .order(issued.order_url.clone())
+        .await
+        .expect("pebble says the order belongs to the user's account");
+    assert!(
+        own.order(issued.order_url.clone()).await.is_err(),
+        "and not to portier's own"
+    );
+    assert_eq!(
+        storage.load_account_key(&secret).await.expect("read").as_deref(),
+        Some(stored.as_str()),
+        "the user's key is never written to storage"
+    );
+
+    // A fresh state directory stays empty: no copy of the user's key.
+    let empty = state_dir("user-key-only");
+    let fresh = engine(&empty, Arc::new(MapResponder(tokens)));
+    let again = fresh.account(&issuer).await.expect("the user's account");
+    assert_eq!(again.id(), theirs.id());
+    assert!(
+        !empty.join("secrets").exists(),
+        "nothing stored under a fresh state directory"
+    );
+
+    // The Secret changes: its new key's account (pebble registers it).
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    issuer.acme.account_key = Some(SecretBytes(other.serialize_pem().into_bytes()));
+    let switched = portier.account(&issuer).await.expect("the new key's account");
+    assert_ne!(switched.id(), theirs.id(), "a changed Secret is a different account");
+    assert_ne!(switched.id(), own.id());
+
+    // The Secret is removed: portier's own stored account again.
+    issuer.acme.account_key = None;
+    let back = portier.account(&issuer).await.expect("portier's own account");
+    assert_eq!(back.id(), own.id());
+
+    // An RSA key (cert-manager's kind) is refused with the reason, not replaced by a new account.
+    let rsa = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).expect("RSA");
+    issuer.acme.account_key = Some(SecretBytes(rsa.serialize_pem().into_bytes()));
+    let Err(err) = portier.account(&issuer).await else {
+        panic!("an RSA account key cannot sign for instant-acme");
+    };
+    eprintln!("RSA account key: {err}");
+    assert!(err.to_string().contains("ECDSA P-256 account keys only"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&empty);
 }

@@ -397,6 +397,14 @@ fn issuer(cx: &mut Cx<'_>, opts: &Options, res: &Resource, kind: IssuerKind, obj
         .set_help("name the Secret that holds the ACME account key; portier creates the key under --state-dir");
         return None;
     };
+    let account_key = account_key(
+        cx,
+        res,
+        &reference,
+        &at.field("privateKeySecretRef"),
+        &secret_ns,
+        key_ref,
+    )?;
     let ca_bundle = match acme.ca_bundle.as_deref() {
         None => None,
         Some(b) if b.trim_start().starts_with("-----BEGIN") => Some(b.to_owned()),
@@ -559,12 +567,100 @@ fn issuer(cx: &mut Cx<'_>, opts: &Options, res: &Resource, kind: IssuerKind, obj
                 namespace: (kind == IssuerKind::Issuer).then(|| res.namespace().to_owned()),
                 name: key_ref.name.clone(),
             },
+            account_key,
             ca_bundle,
             skip_tls_verify: acme.skip_tls_verify,
             external_account_binding,
             solvers,
         },
     })
+}
+
+/// The account key in the user's Secret named by `privateKeySecretRef`, as cert-manager reads it
+/// (`key`, by default `tls.key`; `stringData` over `data`). `Some(None)` when the configuration
+/// has no such Secret: the engine then uses the key it keeps under `--state-dir`, or registers a
+/// new account. `None` (the issuer cannot be used, reported) when the Secret is there but holds no
+/// key the ACME client can sign with: a new account would silently replace the user's.
+fn account_key(
+    cx: &mut Cx<'_>,
+    res: &Resource,
+    issuer: &IssuerRef,
+    field: &FieldPath,
+    ns: &str,
+    sel: &SecretKeySelector,
+) -> Option<Option<SecretBytes>> {
+    let Some((_, secret)) = cx.index.secrets.get(&(ns, sel.name.as_str())).copied() else {
+        return Some(None);
+    };
+    let key = sel.key.as_deref().filter(|k| !k.is_empty()).unwrap_or("tls.key");
+    let value = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.as_bytes().to_vec())
+        .or_else(|| secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone()));
+    let keep = "portier never replaces a user's ACME account key with a new account; no certificate is ordered from this issuer until then";
+    let Some(pem) = value else {
+        cx.report(
+            Severity::Error,
+            res,
+            field.clone(),
+            format!(
+                "Secret {ns}/{} has no {key:?}, so the ACME account key of {issuer} cannot be read; {keep}",
+                sel.name
+            ),
+        )
+        .set_help(format!(
+            "put the PEM account key under data or stringData {key:?} of the Secret, or remove the Secret from the configuration directory to let portier register a new account"
+        ));
+        return None;
+    };
+    if let Err(why) = check_account_key(&pem) {
+        cx.report(
+            Severity::Error,
+            res,
+            field.clone(),
+            format!(
+                "Secret {ns}/{} {key:?} {why}, so {issuer} cannot use this ACME account; {keep}",
+                sel.name
+            ),
+        )
+        .set_help(
+            "put a PEM ECDSA P-256 key in the Secret (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256), or remove the Secret from the configuration directory (or name a new Secret in privateKeySecretRef) to let portier register a new account with its own key",
+        );
+        return None;
+    }
+    Some(Some(SecretBytes(pem)))
+}
+
+/// Whether portier's ACME client can sign with this account key. instant-acme 0.8 (its JWS
+/// signer) takes ECDSA P-256 keys only; PKCS#8 and SEC1 (`EC PRIVATE KEY`) PEM both work.
+/// cert-manager's own account keys are RSA (it accepts nothing else), so they cannot be used.
+fn check_account_key(pem: &[u8]) -> Result<(), String> {
+    use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+    use rustls::{SignatureAlgorithm, SignatureScheme};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::PrivateKeyDer;
+
+    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            "holds no PEM private key (PKCS#8 PRIVATE KEY or SEC1 EC PRIVATE KEY)".to_owned()
+        }
+        other => format!("is not a PEM private key ({other})"),
+    })?;
+    let key = any_supported_type(&der).map_err(|e| format!("holds a private key that cannot be loaded ({e})"))?;
+    let unsupported = |what: &str| {
+        format!("holds {what}; portier's ACME client (instant-acme 0.8) signs with ECDSA P-256 account keys only")
+    };
+    match key.algorithm() {
+        SignatureAlgorithm::ECDSA if key.choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256]).is_some() => Ok(()),
+        SignatureAlgorithm::ECDSA => Err(unsupported("an ECDSA key on a curve other than P-256")),
+        SignatureAlgorithm::RSA => Err(unsupported(
+            "an RSA key (the kind cert-manager creates for ACME accounts)",
+        )),
+        SignatureAlgorithm::ED25519 => Err(unsupported("an Ed25519 key")),
+        other => Err(unsupported(&format!("a {other:?} key"))),
+    }
 }
 
 /// An `http01.ingress` class naming another controller is reported: portier answers anyway.

@@ -182,3 +182,217 @@ fn concat_writes_what_format_writes() {
     );
     assert_eq!(concat(&[]), "");
 }
+
+/// PEM of `der` under `label`, as openssl writes it.
+fn pem_of(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// The key inside a PKCS#8 DER key (its OCTET STRING, the third element): SEC1 for EC, PKCS#1
+/// for RSA.
+fn inner_key(pkcs8: &[u8]) -> Vec<u8> {
+    fn header(d: &[u8]) -> (usize, usize) {
+        let first = usize::from(d[1]);
+        if first < 0x80 {
+            return (2, first);
+        }
+        let k = first & 0x7f;
+        (2 + k, d[2..2 + k].iter().fold(0, |a, b| (a << 8) | usize::from(*b)))
+    }
+    let mut rest = &pkcs8[header(pkcs8).0..];
+    for _ in 0..2 {
+        let (h, l) = header(rest);
+        rest = &rest[h + l..];
+    }
+    let (h, l) = header(rest);
+    rest[h..h + l].to_vec()
+}
+
+#[test]
+fn a_users_account_key_secret_fills_the_issuer_or_is_diagnosed() {
+    use portier_snapshot::certificates::{IssuerKind, IssuerRef};
+
+    let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256");
+    let p256_pem = p256.serialize_pem();
+    let sec1_pem = pem_of("EC PRIVATE KEY", &inner_key(p256.serialized_der()));
+    let rsa = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).expect("RSA");
+    // cert-manager's account keys: PKCS#1 RSA.
+    let pkcs1_pem = pem_of("RSA PRIVATE KEY", &inner_key(rsa.serialized_der()));
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+        .expect("P-384")
+        .serialize_pem();
+
+    let issuers = "apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {name: le}
+spec:
+  acme:
+    server: https://ca.test/dir
+    privateKeySecretRef: {name: le-account-key}
+    solvers:
+    - http01: {ingress: {ingressClassName: portier}}
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: shop-le, namespace: shop}
+spec:
+  acme:
+    server: https://ca.test/dir
+    privateKeySecretRef: {name: shop-account-key, key: account.pem}
+    solvers:
+    - http01: {ingress: {ingressClassName: portier}}
+";
+    let secret = |ns: &str, name: &str, body: &str| {
+        format!("---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\n{body}\n")
+    };
+    let json = |s: &str| serde_json::to_string(s).expect("JSON string");
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let cluster = IssuerRef {
+        kind: IssuerKind::ClusterIssuer,
+        namespace: None,
+        name: "le".into(),
+    };
+    let shop = IssuerRef {
+        kind: IssuerKind::Issuer,
+        namespace: Some("shop".into()),
+        name: "shop-le".into(),
+    };
+    // (case, Secrets, the ClusterIssuer's key or an error with these words)
+    /// The ClusterIssuer's key, or an error with these words.
+    type Want<'a> = Result<Option<&'a str>, &'a [&'a str]>;
+    let cases: Vec<(&str, String, Want<'_>)> = vec![
+        ("no Secret: the engine's own key", String::new(), Ok(None)),
+        (
+            "PKCS#8 P-256 under data (base64)",
+            secret(
+                "cert-manager",
+                "le-account-key",
+                &format!("data: {{tls.key: {}}}", b64(&p256_pem)),
+            ),
+            Ok(Some(&p256_pem)),
+        ),
+        (
+            "SEC1 P-256 under stringData",
+            secret(
+                "cert-manager",
+                "le-account-key",
+                &format!("stringData: {{tls.key: {}}}", json(&sec1_pem)),
+            ),
+            Ok(Some(&sec1_pem)),
+        ),
+        (
+            "a Secret of that name in another namespace is not the ClusterIssuer's",
+            secret("default", "le-account-key", "stringData: {tls.key: nonsense}"),
+            Ok(None),
+        ),
+        (
+            "no tls.key",
+            secret("cert-manager", "le-account-key", "stringData: {private-key: x}"),
+            Err(&["has no \"tls.key\"", "never replaces"]),
+        ),
+        (
+            "not PEM",
+            secret("cert-manager", "le-account-key", "stringData: {tls.key: nonsense}"),
+            Err(&["no PEM private key"]),
+        ),
+        (
+            "cert-manager's RSA key",
+            secret(
+                "cert-manager",
+                "le-account-key",
+                &format!("stringData: {{tls.key: {}}}", json(&pkcs1_pem)),
+            ),
+            Err(&["RSA key", "cert-manager", "ECDSA P-256 account keys only"]),
+        ),
+        (
+            "P-384",
+            secret(
+                "cert-manager",
+                "le-account-key",
+                &format!("stringData: {{tls.key: {}}}", json(&p384)),
+            ),
+            Err(&["curve other than P-256"]),
+        ),
+    ];
+    for (case, secrets, want) in cases {
+        let dir = std::env::temp_dir().join(format!(
+            "portier-compile-account-key-{}-{}",
+            std::process::id(),
+            case.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // The namespaced Issuer's key, under its own key name, in its own namespace, every time.
+        let shop_secret = secret(
+            "shop",
+            "shop-account-key",
+            &format!("stringData: {{account.pem: {}}}", json(&p256_pem)),
+        );
+        std::fs::write(dir.join("issuers.yaml"), format!("{issuers}{secrets}{shop_secret}")).expect("write");
+        let change = portier_provider_files::FileProvider::new(&dir).scan().expect("scan");
+        let mut store = portier_model::ModelStore::new();
+        store.apply(portier_model::ProviderId("files"), change);
+        let compiled = compile(&store.model(), &opts());
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let demand = compiled.snapshot.certificates();
+        let shop_key = demand.issuer(&shop).and_then(|i| i.acme.account_key.as_ref());
+        assert_eq!(
+            shop_key.map(|k| k.0.as_slice()),
+            Some(p256_pem.as_bytes()),
+            "{case}: Issuer shop/shop-le"
+        );
+        let key_diags: Vec<_> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| {
+                d.field
+                    .as_ref()
+                    .is_some_and(|f| f.as_str() == "spec.acme.privateKeySecretRef")
+            })
+            .collect();
+        match want {
+            Ok(key) => {
+                let got = demand
+                    .issuer(&cluster)
+                    .map(|i| i.acme.account_key.as_ref().map(|k| k.0.clone()));
+                assert_eq!(got, Some(key.map(|k| k.as_bytes().to_vec())), "{case}");
+                assert!(key_diags.is_empty(), "{case}: {key_diags:?}");
+            }
+            Err(words) => {
+                assert!(demand.issuer(&cluster).is_none(), "{case}: the issuer cannot be used");
+                let [d] = key_diags.as_slice() else {
+                    panic!(
+                        "{case}: one diagnostic on privateKeySecretRef: {:?}",
+                        compiled.diagnostics
+                    )
+                };
+                assert_eq!(d.severity, Severity::Error, "{case}");
+                let text = d.to_string();
+                for w in words {
+                    assert!(text.contains(w), "{case}: {w:?} in {text}");
+                }
+                assert!(
+                    text.contains("cert-manager/le-account-key"),
+                    "{case}: names the Secret: {text}"
+                );
+                let span = d.span.as_ref().expect("a file position");
+                assert!(span.file.ends_with("issuers.yaml"), "{case}: {span:?}");
+                assert_eq!(span.line, 7, "{case}: the privateKeySecretRef line");
+                let help = d.help.as_deref().unwrap_or_default();
+                assert!(help.contains("let portier register a new account"), "{case}: {d:?}");
+                assert!(!text.contains("PRIVATE KEY-----"), "{case}: no key material: {text}");
+            }
+        }
+    }
+}

@@ -8,7 +8,11 @@
 //!   `STATE_DIR/secrets/NAMESPACE/NAME.yaml`, which the `state` files provider loads like any
 //!   Secret, so a restart serves them and orders nothing new. ACME account keys are `Opaque`
 //!   Secrets in the same directory (`tls.key`, written by [`FileStorage`]), so a restart also
-//!   reuses the account.
+//!   reuses the account. The engine reads those from storage, not from the model: [`scan_state`]
+//!   leaves them out, so that a Secret of the same name in the configuration directory (a user's
+//!   own account key, which compile puts in the snapshot and the engine prefers) is never hidden
+//!   by portier's copy, even though the `state` provider's objects win over the config
+//!   directory's in the model store.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,7 +24,7 @@ use futures_util::future::BoxFuture;
 use portier_acme::{
     renewal_time, secret_data, secret_manifest_path, write_secret, AcmeError, CertificateStatus, ChallengeState,
     ConditionStatus, ConditionType, Engine, FileStorage, Http01Responder, Issued, IssuerKind, IssuerRef,
-    ResponderError, RotationPolicy, SecretManifest, SecretRef, Timestamp,
+    ResponderError, RotationPolicy, SecretManifest, SecretRef, Timestamp, ACCOUNT_KEY_ANNOTATION,
 };
 use portier_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use portier_model::{AcmeChallenge, Change, Object, Origin, ProviderId, Resource};
@@ -414,17 +418,35 @@ pub fn secrets_dir(state_dir: &Path) -> PathBuf {
 }
 
 /// Scans the issued Secrets; `None` when the directory does not exist yet.
+///
+/// The ACME account key Secrets portier wrote there are left out of the change: the engine reads
+/// them from its storage, and in the model they would hide (the `state` provider wins over the
+/// configuration directory) a user's own Secret of the same name, whose key must be used instead.
 pub fn scan_state(dir: &Path) -> Option<Change> {
     if !dir.is_dir() {
         return None;
     }
     match FileProvider::new(dir).scan() {
+        Ok(Change::Resync { resources, diagnostics }) => Some(Change::Resync {
+            resources: resources.into_iter().filter(|r| !is_account_key(r)).collect(),
+            diagnostics,
+        }),
         Ok(change) => Some(change),
         Err(e) => {
             tracing::error!(dir = %dir.display(), error = %e, "cannot read issued certificates");
             None
         }
     }
+}
+
+/// An account key Secret [`FileStorage`] wrote (annotated `portier.dev/acme-account-key: "true"`).
+fn is_account_key(r: &Resource) -> bool {
+    matches!(r.object, Object::Secret(_))
+        && r.meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ACCOUNT_KEY_ANNOTATION))
+            .is_some_and(|v| v == "true")
 }
 
 fn reload_state(dir: &Path, inbox: &Inbox) {
@@ -676,5 +698,33 @@ mod tests {
         for (name, d, cached, now, want) in cases {
             assert_eq!(due(&d, cached.as_ref(), t(now)), want, "{name}");
         }
+    }
+
+    #[tokio::test]
+    async fn portiers_own_account_keys_stay_out_of_the_model() {
+        use portier_acme::Storage;
+
+        let state = std::env::temp_dir().join(format!("portier-scan-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        let dir = secrets_dir(&state);
+        FileStorage::new(&state)
+            .store_account_key(&SecretRef::new(None, "le-account-key"), "PEM")
+            .await
+            .expect("store the account key");
+        let manifest = SecretManifest {
+            namespace: "default",
+            name: "app-tls",
+            kind: "kubernetes.io/tls",
+            annotations: BTreeMap::new(),
+            string_data: BTreeMap::from([("tls.crt", "CRT"), ("tls.key", "KEY")]),
+        };
+        write_secret(&dir, &manifest).expect("store a certificate");
+        let Some(Change::Resync { resources, .. }) = scan_state(&dir) else {
+            panic!("a resync of the state directory");
+        };
+        let names: Vec<String> = resources.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(resources.len(), 1, "{names:?}");
+        assert_eq!(resources[0].name(), "app-tls", "{names:?}");
+        let _ = std::fs::remove_dir_all(&state);
     }
 }

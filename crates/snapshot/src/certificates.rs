@@ -1,7 +1,8 @@
 //! Certificate demand: cert-manager's configuration objects as compile resolves them (an
 //! Issuer's `spec.acme`, the demand for one certificate) and the HTTP-01 tokens being served.
 //! The data plane reads only the tokens; the acme crate reads the demand. Secret material
-//! (EAB key, TSIG secret) is resolved by compile and is never serialized.
+//! (EAB key, TSIG secret, a user-supplied account key) is resolved by compile and is never
+//! serialized.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +56,13 @@ pub struct AcmeIssuer {
     pub email: Option<String>,
     /// Where the ACME account key lives (a PEM ECDSA P-256 key, like cert-manager's `tls.key`).
     pub private_key_secret_ref: SecretRef,
+    /// The PEM account key from the user's own Secret named by `privateKeySecretRef` (its
+    /// `tls.key`), when the configuration has that Secret; compile has checked that the engine can
+    /// sign with it. The engine then uses this key (this ACME account) instead of the one it keeps
+    /// under `--state-dir`, and never writes a copy. `None`: the engine's stored key, or a new
+    /// account. Never serialized; `Debug` prints only its length.
+    #[serde(skip)]
+    pub account_key: Option<SecretBytes>,
     /// PEM bundle trusted for the ACME server's own HTTPS certificate, instead of the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
@@ -542,5 +550,27 @@ mod tests {
         let json = serde_json::to_string(&b).unwrap_or_default();
         assert_eq!(json, r#"{"keyID":"kid-1"}"#);
         assert_eq!(format!("{:?}", b.key), "<4 secret bytes>");
+    }
+
+    #[test]
+    fn a_user_account_key_never_serializes_nor_prints() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n";
+        let acme = AcmeIssuer {
+            server: "https://ca.test/dir".into(),
+            email: None,
+            private_key_secret_ref: SecretRef::new(None, "le-account-key"),
+            account_key: Some(SecretBytes(pem.as_bytes().to_vec())),
+            ca_bundle: None,
+            skip_tls_verify: false,
+            external_account_binding: None,
+            solvers: Vec::new(),
+        };
+        let json = serde_json::to_string(&acme).unwrap_or_default();
+        assert!(!json.contains("SECRET") && !json.contains("accountKey"), "{json}");
+        let debug = format!("{acme:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+        assert!(debug.contains(&format!("<{} secret bytes>", pem.len())), "{debug}");
+        let back: AcmeIssuer = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back.account_key, None);
     }
 }

@@ -505,3 +505,167 @@ stringData: {{secret: {}}}
     })
     .await;
 }
+
+/// Answers no challenge: the test engine below only loads accounts.
+struct NoResponder;
+
+impl portier_acme::Http01Responder for NoResponder {
+    fn present<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), portier_acme::ResponderError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn cleanup<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), portier_acme::ResponderError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn a_users_account_key_secret_is_the_account_used() {
+    let Some(env) = env() else { return };
+    within(120, "issuance with the user's own ACME account key", async {
+        // A migration from cert-manager: the config directory has the Secret named by
+        // privateKeySecretRef, with an ECDSA P-256 account key. Portier wrote its own key for the
+        // same name under --state-dir earlier; the user's Secret must win.
+        let host = unique_host("e2e-userkey", "portier.test");
+        let user_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("P-256 key")
+            .serialize_pem();
+        let state = tempfile::Builder::new()
+            .prefix("portier-e2e-state-")
+            .tempdir()
+            .expect("state dir");
+        let key_ref = portier_acme::SecretRef::new(None, "pebble-account-key");
+        let storage = portier_acme::FileStorage::new(state.path());
+        let own_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("P-256 key")
+            .serialize_pem();
+        {
+            use portier_acme::Storage as _;
+            storage
+                .store_account_key(&key_ref, &own_key)
+                .await
+                .expect("portier's earlier key");
+        }
+        let account_file = storage.path_of(&key_ref).expect("a valid name");
+        let before = std::fs::read(&account_file).expect("portier's account key Secret");
+
+        let user_secret = format!(
+            "apiVersion: v1
+kind: Secret
+metadata: {{name: pebble-account-key, namespace: cert-manager}}
+type: Opaque
+stringData:
+  tls.key: {}
+",
+            serde_json::to_string(&user_key).expect("JSON string")
+        );
+        // DNS-01 through bind9: the HTTP-01 port belongs to the issuance test running beside this one.
+        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+        let issuer_yaml = format!(
+            "apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {{name: pebble}}
+spec:
+  acme:
+    server: {}
+    email: e2e@portier.test
+    privateKeySecretRef: {{name: pebble-account-key}}
+    caBundle: {}
+    solvers:
+    - dns01:
+        rfc2136:
+          nameserver: {}
+          tsigKeyName: {}
+          tsigAlgorithm: HMACSHA256
+          tsigSecretSecretRef: {{name: tsig, key: secret}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: tsig, namespace: cert-manager}}
+stringData: {{secret: {}}}
+",
+            env.directory,
+            serde_json::to_string(&env.tls_ca_pem).expect("JSON string"),
+            var("PORTIER_ACME_DNS_SERVER"),
+            var("PORTIER_ACME_TSIG_KEY_NAME"),
+            serde_json::to_string(&var("PORTIER_ACME_TSIG_SECRET")).expect("JSON string"),
+        );
+        let f = Fixture::new();
+        f.write(
+            "acme.yaml",
+            &[
+                issuer_yaml,
+                user_secret,
+                fixture::static_response("ok", 200, "issued"),
+                acme_ingress("app", &host, "app-tls", None),
+            ]
+            .join("---\n"),
+        );
+        let state_path = state.path().to_str().expect("a UTF-8 temp path");
+        let portier = Portier::start(f.path(), &["--state-dir", state_path]).await;
+        verified_leaf(&portier, &host, &trusting(&env.issuer_root), Duration::from_secs(60)).await;
+        let orders = portier.admin_json("/api/v1/acme/orders").await;
+        let order_url = orders[0]["url"].as_str().expect("the order URL").to_owned();
+
+        // Which account owns the order? pebble answers an order only to the account that made it.
+        let issuer = |key: &str| portier_acme::Issuer {
+            reference: portier_acme::IssuerRef {
+                kind: portier_acme::IssuerKind::ClusterIssuer,
+                namespace: None,
+                name: "pebble".into(),
+            },
+            acme: portier_acme::AcmeIssuer {
+                server: env.directory.clone(),
+                email: None,
+                private_key_secret_ref: key_ref.clone(),
+                account_key: Some(portier_acme::SecretBytes(key.as_bytes().to_vec())),
+                ca_bundle: Some(env.tls_ca_pem.clone()),
+                skip_tls_verify: false,
+                external_account_binding: None,
+                solvers: Vec::new(),
+            },
+        };
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        let engine = portier_acme::Engine::builder(
+            Arc::new(portier_acme::FileStorage::new(scratch.path())),
+            Arc::new(NoResponder),
+        )
+        .build();
+        let Ok(users) = engine.account(&issuer(&user_key)).await else {
+            panic!("the user's key has an account at pebble")
+        };
+        let Ok(owns) = engine.account(&issuer(&own_key)).await else {
+            panic!("portier's earlier key loads")
+        };
+        eprintln!(
+            "order {order_url}: user's account {}, portier's earlier key's account {}",
+            users.id(),
+            owns.id()
+        );
+        assert!(
+            users.order(order_url.clone()).await.is_ok(),
+            "the order was made with the account of the user's Secret"
+        );
+        assert!(
+            owns.order(order_url).await.is_err(),
+            "not with portier's own key from --state-dir"
+        );
+        assert_eq!(
+            std::fs::read(&account_file).expect("portier's account key Secret"),
+            before,
+            "the user's key is not copied over portier's state"
+        );
+        let diagnostics = portier.admin_json("/api/v1/diagnostics").await;
+        assert!(
+            !diagnostics.to_string().contains("privateKeySecretRef"),
+            "no diagnostic about the key: {diagnostics}"
+        );
+    })
+    .await;
+}
