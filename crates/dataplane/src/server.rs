@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use std::sync::atomic::AtomicU64;
 
+use futures_util::future::Either;
 use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -261,24 +262,9 @@ async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: Cancellation
     let settings = accepted.shared.cell.load().settings().clone();
     let limit = settings.client_header_timeout;
     if accepted.tls {
-        let handshake = tokio::select! {
-            r = tokio::time::timeout(limit, accepted.shared.tls.accept(stream)) => r,
-            _ = shutdown.cancelled() => return,
-        };
-        let tls = match handshake {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return debug!(error = %e, "tls handshake failed"),
-            Err(_) => return debug!("tls handshake timed out"),
-        };
-        let session = tls.get_ref().1;
-        let sni: Option<Box<str>> = session
-            .server_name()
-            .map(|s| portier_snapshot::normalize_host(s).into());
-        if let Some(sni) = &sni {
-            tracing::Span::current().record("tls.sni", &**sni);
-        }
-        let h2 = session.alpn_protocol() == Some(b"h2");
-        serve_http(accepted, settings, sni, tls, h2, &shutdown).await;
+        // Boxed: inline, the handshake's state would size every connection's task, plain HTTP
+        // included.
+        Box::pin(serve_tls(accepted, stream, settings, shutdown)).await;
     } else {
         // Decide the protocol ourselves, under a deadline: hyper's own detection waits for the
         // first bytes without one, so a silent client would hold the connection forever.
@@ -295,16 +281,44 @@ async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: Cancellation
     }
 }
 
+/// The TLS handshake under the client header deadline, then HTTP/1.1 or HTTP/2 by ALPN.
+async fn serve_tls(accepted: Accepted, stream: TcpStream, settings: Arc<GlobalSettings>, shutdown: CancellationToken) {
+    let limit = settings.client_header_timeout;
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(limit, accepted.shared.tls.accept(stream)) => r,
+        _ = shutdown.cancelled() => return,
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return debug!(error = %e, "tls handshake failed"),
+        Err(_) => return debug!("tls handshake timed out"),
+    };
+    let session = tls.get_ref().1;
+    let sni: Option<Box<str>> = session
+        .server_name()
+        .map(|s| portier_snapshot::normalize_host(s).into());
+    if let Some(sni) = &sni {
+        tracing::Span::current().record("tls.sni", &**sni);
+    }
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    serve_http(accepted, settings, sni, tls, h2, &shutdown).await;
+}
+
 /// Serves HTTP on one connection until it ends. On shutdown, asks hyper to finish the requests in
 /// flight and close (HTTP/1.1: no more keep-alive; HTTP/2: GOAWAY); at the drain deadline, drops it.
-async fn serve_http<I>(
+///
+/// Each protocol's future is boxed on its own: inline, the connection task would be as large as
+/// the largest of them (HTTP/2 over TLS), and every idle HTTP/1.1 connection would carry that
+/// size (~10 KB per connection, measured with DHAT).
+fn serve_http<'a, I>(
     accepted: Accepted,
     settings: Arc<GlobalSettings>,
     sni: Option<Box<str>>,
     io: I,
     h2: bool,
-    shutdown: &CancellationToken,
-) where
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = ()> + Send + 'a
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Accepted {
@@ -314,70 +328,85 @@ async fn serve_http<I>(
         local_port,
         open,
     } = accepted;
-    let s = settings.clone();
-    let mut conn = Conn {
+    let conn = Conn {
         shared: shared.clone(),
         client,
         tls,
         client_ip: ip_header(client),
         local_port,
-        settings,
+        settings: settings.clone(),
         sni,
         requests: AtomicU64::new(0),
         guard: None,
         _open: open,
     };
+    // An enum rather than `dyn Future`: the connection is polled at every wake, and a virtual
+    // call there cost ~350 instructions per request (callgrind).
     if h2 {
-        let conn = Arc::new(conn);
-        let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(s.http2_max_concurrent_streams)
-            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET)
-            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET)
-            // HPACK-decoded size of a header block; over it h2 answers the stream with 431. The
-            // same block is also bounded while CONTINUATION frames arrive (h2 >= 0.4.4).
-            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
-            .max_send_buf_size(H2_MAX_SEND_BUF)
-            .keep_alive_interval(H2_PING_INTERVAL)
-            .keep_alive_timeout(H2_PING_TIMEOUT);
-        let connection = builder.serve_connection(TokioIo::new(io), service);
-        drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
+        Either::Left(Box::pin(serve_h2(conn, shared, settings, io, shutdown)))
     } else {
-        let (io, guard) = Guarded::new(
-            io,
-            HeadLimits {
-                bytes: s.max_header_bytes,
-                line: s.max_header_line_bytes,
-                fields: s.max_header_count,
-            },
-            s.client_header_timeout,
-            s.keep_alive_timeout,
-        );
-        conn.guard = Some(guard);
-        let conn = Arc::new(conn);
-        let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            // nginx `keepalive_timeout 0`: no keep-alive, close after each response.
-            .keep_alive(!s.keep_alive_timeout.is_zero())
-            // `Guarded` times both the idle keep-alive period and each head (from its first byte);
-            // hyper's own head timer (30 s by default) would add a timer per request.
-            .header_read_timeout(None)
-            // hyper's own limits are a backstop at twice ours: below them the guard sees the head
-            // and the service answers 431 with `x-portier-error`; above, hyper answers a bare 431.
-            .max_header_size(s.max_header_bytes.saturating_mul(2).max(1))
-            .max_buf_size(s.max_header_bytes.saturating_mul(2).max(MIN_BUF) + MIN_BUF);
-        if s.max_header_count > HYPER_DEFAULT_MAX_HEADERS {
-            // Setting it at all costs an initialised field array per request (hyper allocates
-            // `max_headers` slots); hyper's own 100 on the stack is the backstop otherwise.
-            builder.max_headers(s.max_header_count.saturating_mul(2));
-        }
-        let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-        drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
+        Either::Right(Box::pin(serve_h1(conn, shared, settings, io, shutdown)))
     }
+}
+
+async fn serve_h2<I>(conn: Conn, shared: Arc<Shared>, s: Arc<GlobalSettings>, io: I, shutdown: &CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET)
+        // HPACK-decoded size of a header block; over it h2 answers the stream with 431. The
+        // same block is also bounded while CONTINUATION frames arrive (h2 >= 0.4.4).
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
+}
+
+async fn serve_h1<I>(mut conn: Conn, shared: Arc<Shared>, s: Arc<GlobalSettings>, io: I, shutdown: &CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, guard) = Guarded::new(
+        io,
+        HeadLimits {
+            bytes: s.max_header_bytes,
+            line: s.max_header_line_bytes,
+            fields: s.max_header_count,
+        },
+        s.client_header_timeout,
+        s.keep_alive_timeout,
+    );
+    conn.guard = Some(guard);
+    let conn = Arc::new(conn);
+    let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // nginx `keepalive_timeout 0`: no keep-alive, close after each response.
+        .keep_alive(!s.keep_alive_timeout.is_zero())
+        // `Guarded` times both the idle keep-alive period and each head (from its first byte);
+        // hyper's own head timer (30 s by default) would add a timer per request.
+        .header_read_timeout(None)
+        // hyper's own limits are a backstop at twice ours: below them the guard sees the head
+        // and the service answers 431 with `x-portier-error`; above, hyper answers a bare 431.
+        .max_header_size(s.max_header_bytes.saturating_mul(2).max(1))
+        .max_buf_size(s.max_header_bytes.saturating_mul(2).max(MIN_BUF) + MIN_BUF);
+    if s.max_header_count > HYPER_DEFAULT_MAX_HEADERS {
+        // Setting it at all costs an initialised field array per request (hyper allocates
+        // `max_headers` slots); hyper's own 100 on the stack is the backstop otherwise.
+        builder.max_headers(s.max_header_count.saturating_mul(2));
+    }
+    let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    drive(connection, &shared, shutdown, |c| c.graceful_shutdown()).await;
 }
 
 /// The number of header fields hyper accepts when `max_headers` is not set.
