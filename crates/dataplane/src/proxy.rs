@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::header::{
     HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
@@ -62,9 +63,16 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
     let span = debug_span!("req", http.method = %req.method(), http.path = req.uri().path());
     let upgrade_asked = req.headers().contains_key(UPGRADE);
     let result = match check_message(&conn, index, &req).and(host) {
-        // The wrapper would enter and leave the span at every poll even when it is disabled.
-        Ok(host) if span.is_disabled() => route(&conn, req, host, &mut ex, watch.clone()).await,
-        Ok(host) => route(&conn, req, host, &mut ex, watch.clone()).instrument(span).await,
+        Ok(host) => {
+            let routing = route(&conn, req, host, &mut ex, watch.clone());
+            // The wrapper would enter and leave the span at every poll even when it is disabled.
+            if span.is_disabled() {
+                Either::Left(routing)
+            } else {
+                Either::Right(routing.instrument(span))
+            }
+            .await
+        }
         Err(e) => Err(e),
     };
     let (mut resp, error) = match result {
@@ -333,16 +341,22 @@ async fn proxy(
 
     let shared = &conn.shared;
     let sending = pool::send(shared.pool, target.endpoint, up, policy.connect_timeout);
-    let sent = match &body_watch {
-        None => tokio::time::timeout(policy.read_timeout, sending).await.ok(),
-        Some(w) => tokio::select! {
-            r = sending => Some(r),
-            stall = watch_upload(w, policy) => return Err(stall.error(cluster, policy)),
-        },
+    // One select for both cases (`biased`: the exchange is polled first, as `timeout` would).
+    let stall = match &body_watch {
+        Some(w) => Either::Left(watch_upload(w, policy)),
+        None => Either::Right(async {
+            tokio::time::sleep(policy.read_timeout).await;
+            Stall::Read
+        }),
+    };
+    let sent = tokio::select! {
+        biased;
+        r = sending => r,
+        stall = stall => return Err(stall.error(cluster, policy)),
     };
     let (resp, mut lease) = match sent {
-        Some(Ok(pair)) => pair,
-        Some(Err(e)) => {
+        Ok(pair) => pair,
+        Err(e) => {
             return Err(match body_watch.as_ref().and_then(|w| w.failure()) {
                 Some(BodyFailure::TooLarge) => body_too_large(),
                 Some(BodyFailure::Timeout) => GatewayError::new(
@@ -352,7 +366,6 @@ async fn proxy(
                 None => classify(&e, cluster),
             })
         }
-        None => return Err(Stall::Read.error(cluster, policy)),
     };
 
     let (mut rparts, rbody) = resp.into_parts();
