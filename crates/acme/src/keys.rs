@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RsaKeySize};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -75,9 +76,17 @@ pub(crate) fn account_key_pkcs8(pem: &[u8]) -> Result<PrivatePkcs8KeyDer<'static
         }
         other => format!("not a PEM private key ({other})"),
     })?;
+    let unusable = |der: &PrivateKeyDer<'_>| unusable_account_key(&key_kind(der));
     let pkcs8 = match &der {
         PrivateKeyDer::Pkcs8(k) => k.clone_key(),
-        PrivateKeyDer::Sec1(k) => PrivatePkcs8KeyDer::from(sec1_p256_to_pkcs8(k.secret_sec1_der())),
+        // aws-lc reads SEC1 and writes the same key as PKCS#8; a key on another curve is refused.
+        PrivateKeyDer::Sec1(k) => {
+            EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_sec1_der())
+                .ok()
+                .and_then(|pair| pair.to_pkcs8v1().ok())
+                .map(|doc| PrivatePkcs8KeyDer::from(doc.as_ref().to_vec()))
+                .ok_or_else(|| unusable(&der))?
+        }
         PrivateKeyDer::Pkcs1(_) => {
             return Err(unusable_account_key(
                 "an RSA key (PKCS#1 RSA PRIVATE KEY, the kind cert-manager creates for ACME accounts)",
@@ -87,51 +96,26 @@ pub(crate) fn account_key_pkcs8(pem: &[u8]) -> Result<PrivatePkcs8KeyDer<'static
     };
     match instant_acme::Key::from_pkcs8_der(pkcs8.clone_key()) {
         Ok(_) => Ok(pkcs8),
-        Err(_) => Err(unusable_account_key(
-            &match KeyPair::try_from(&der).map(|k| k.algorithm()) {
-                Ok(a) if a == &rcgen::PKCS_RSA_SHA256 => {
-                    "an RSA key (the kind cert-manager creates for ACME accounts)".to_owned()
-                }
-                Ok(a) if a == &rcgen::PKCS_ED25519 => "an Ed25519 key".to_owned(),
-                Ok(a) if a == &rcgen::PKCS_ECDSA_P384_SHA384 => "an ECDSA P-384 key".to_owned(),
-                Ok(a) if a == &rcgen::PKCS_ECDSA_P521_SHA512 => "an ECDSA P-521 key".to_owned(),
-                Ok(a) => format!("a {a:?} key"),
-                Err(e) => format!("a private key that cannot be loaded ({e})"),
-            },
-        )),
+        Err(_) => Err(unusable(&der)),
+    }
+}
+
+/// What kind of key `der` is, for the error that says it cannot sign for an account.
+fn key_kind(der: &PrivateKeyDer<'_>) -> String {
+    match KeyPair::try_from(der).map(|k| k.algorithm()) {
+        Ok(a) if a == &rcgen::PKCS_RSA_SHA256 => {
+            "an RSA key (the kind cert-manager creates for ACME accounts)".to_owned()
+        }
+        Ok(a) if a == &rcgen::PKCS_ED25519 => "an Ed25519 key".to_owned(),
+        Ok(a) if a == &rcgen::PKCS_ECDSA_P384_SHA384 => "an ECDSA P-384 key".to_owned(),
+        Ok(a) if a == &rcgen::PKCS_ECDSA_P521_SHA512 => "an ECDSA P-521 key".to_owned(),
+        Ok(a) => format!("a {a:?} key"),
+        Err(e) => format!("a private key that cannot be loaded ({e})"),
     }
 }
 
 fn unusable_account_key(what: &str) -> String {
     format!("{what}; portier's ACME client (instant-acme 0.8) signs with ECDSA P-256 account keys only")
-}
-
-/// Wraps a SEC1 `ECPrivateKey` of curve P-256 in PKCS#8 (RFC 5208/5915):
-/// `SEQUENCE { INTEGER 0, SEQUENCE { id-ecPublicKey, prime256v1 }, OCTET STRING { sec1 } }`.
-/// A key on another curve fails to load afterwards and is reported then.
-fn sec1_p256_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
-    /// id-ecPublicKey (1.2.840.10045.2.1) and prime256v1 (1.2.840.10045.3.1.7).
-    const ALGORITHM: &[u8] = &[
-        0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
-        0x03, 0x01, 0x07,
-    ];
-    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = body.len();
-        if len < 0x80 {
-            out.push(u8::try_from(len).unwrap_or(0x7f));
-        } else {
-            let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-            out.push(0x80 | u8::try_from(bytes.len()).unwrap_or(0));
-            out.extend(bytes);
-        }
-        out.extend_from_slice(body);
-        out
-    }
-    let mut body = vec![0x02, 0x01, 0x00];
-    body.extend_from_slice(ALGORITHM);
-    body.extend(tlv(0x04, sec1));
-    tlv(0x30, &body)
 }
 
 fn signature_algorithm(spec: &PrivateKeySpec) -> &'static rcgen::SignatureAlgorithm {
@@ -270,6 +254,11 @@ mod tests {
             ("PKCS#1 RSA (cert-manager's)", pkcs1, "RSA"),
             ("PKCS#8 RSA", rsa.serialize_pem(), "RSA"),
             ("P-384", p384.serialize_pem(), "P-384"),
+            (
+                "SEC1 P-384",
+                pem("EC PRIVATE KEY", &nth_element(p384.serialized_der(), 2)),
+                "P-384",
+            ),
             ("Ed25519", ed.serialize_pem(), "Ed25519"),
             ("garbage", "not a key".to_owned(), "no PEM private key"),
         ] {
