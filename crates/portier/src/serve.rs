@@ -154,14 +154,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));
 
     let reloader = Reloader {
-        dir: config.clone(),
-        provider,
-        store,
-        opts,
-        cell: cell.clone(),
-        metrics: metrics.clone(),
+        work: Work {
+            dir: config.clone(),
+            provider,
+            store,
+            opts,
+            cell: cell.clone(),
+            metrics: metrics.clone(),
+            published: published_tx,
+        },
         inbox: inbox_rx,
-        published: published_tx,
     };
     let reload_task = tokio::spawn(reloader.run(watcher, shutdown.clone()));
     drop(inbox);
@@ -184,16 +186,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The control loop of `serve`: on every change under the configuration directory, and on every
 /// Change the ACME controller sends, scan, compile aside and publish.
 struct Reloader {
-    dir: std::path::PathBuf,
-    provider: FileProvider,
-    store: ModelStore,
-    opts: Options,
-    cell: Arc<SnapshotCell>,
-    metrics: Arc<Metrics>,
+    work: Work,
     /// Changes from the ACME controller (tokens, issued certificates).
     inbox: tokio::sync::mpsc::UnboundedReceiver<(ProviderId, portier_model::Change)>,
-    /// The generation just published, for the ACME controller.
-    published: tokio::sync::watch::Sender<u64>,
 }
 
 /// What woke the reloader.
@@ -212,30 +207,13 @@ struct Work {
     opts: Options,
     cell: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
+    /// The generation just published, for the ACME controller.
     published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Reloader {
     async fn run(self, watcher: Option<portier_provider_files::Watcher>, shutdown: CancellationToken) {
-        let Reloader {
-            dir,
-            provider,
-            store,
-            opts,
-            cell,
-            metrics,
-            mut inbox,
-            published,
-        } = self;
-        let mut work = Work {
-            dir,
-            provider,
-            store,
-            opts,
-            cell,
-            metrics,
-            published,
-        };
+        let Reloader { mut work, mut inbox } = self;
         let mut watcher = watcher;
         loop {
             let wake = tokio::select! {
