@@ -184,18 +184,12 @@ pub(crate) fn concat(parts: &[Part<'_>]) -> String {
                 if n < 0 {
                     out.push('-');
                 }
-                let mut digits = [0u8; 20];
-                let mut i = digits.len();
-                let mut n = n.unsigned_abs();
-                loop {
-                    i -= 1;
-                    digits[i] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                out.extend(digits[i..].iter().map(|&d| char::from(d)));
+                let mut buf = [0; 20];
+                out.extend(
+                    portier_core::decimal(n.unsigned_abs(), &mut buf)
+                        .iter()
+                        .map(|&d| char::from(d)),
+                );
             }
         }
     }

@@ -364,18 +364,9 @@ fn json_display(buf: &mut Vec<u8>, a: &SocketAddr) {
 }
 
 /// `n` in decimal, as serde_json writes integers.
-fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
+fn push_u64(buf: &mut Vec<u8>, n: u64) {
+    let mut digits = [0; 20];
+    buf.extend_from_slice(portier_core::decimal(n, &mut digits));
 }
 
 async fn write_out(out: &mut Box<dyn AsyncWrite + Send + Unpin>, buf: &mut Vec<u8>, failing: &mut bool) {

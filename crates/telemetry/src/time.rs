@@ -72,21 +72,13 @@ fn write_second(secs: u64, out: &mut Vec<u8>) {
 }
 
 /// `v` in decimal, zero-padded to at least `width` digits.
-fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for _ in (digits.len() - i)..width {
+fn push_digits(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut buf = [0; 20];
+    let digits = portier_core::decimal(v, &mut buf);
+    for _ in digits.len()..width {
         out.push(b'0');
     }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(digits);
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
