@@ -13,17 +13,21 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, TrySendError};
 use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -80,41 +84,138 @@ thread_local! {
     static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
 }
 
-/// Sends `req` to `addr` on an idle connection of this thread, or a new one made within
-/// `connect_timeout`. A pooled connection that turns out to be closed before the request could
-/// be written to it is replaced by another, so an upstream closing idle connections never fails
-/// a request.
-pub(crate) async fn send(
+/// What hyper's `try_send_request` resolves to.
+pub(crate) type Sent = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+
+/// How a request is handed to a connection: `SendRequest::try_send_request`, whose future type
+/// has no name; carrying the function lets [`Sending`] start a retry without naming it.
+pub(crate) type TrySend<F> = fn(&mut http1::SendRequest<RequestBody>, Request<RequestBody>) -> F;
+
+pin_project! {
+    /// `req` on its way to `addr`: on an idle connection of this thread, or a new one made
+    /// within `connect_timeout`. A pooled connection that turns out to be closed before the
+    /// request could be written to it is replaced by another, so an upstream closing idle
+    /// connections never fails a request.
+    ///
+    /// A hand-written future rather than an `async fn`: it is part of every request's future,
+    /// which hyper keeps per connection, and an `async fn` keeps its by-value arguments twice
+    /// (as argument and as local), which made it 832 bytes instead of ~400.
+    pub(crate) struct Sending<F> {
+        #[pin]
+        state: SendState<F>,
+        addr: SocketAddr,
+        cfg: PoolConfig,
+        connect_timeout: Duration,
+        try_send: TrySend<F>,
+    }
+}
+
+pin_project! {
+    #[project = SendStateProj]
+    enum SendState<F> {
+        // Boxed: the connect path is rare, and its TCP and handshake state is large.
+        Connecting {
+            connecting: Pin<Box<dyn Future<Output = Result<(Pooled, Request<RequestBody>), SendError>> + Send>>,
+        },
+        Exchanging {
+            #[pin]
+            exchange: F,
+            pooled: Option<Pooled>,
+            reused: bool,
+        },
+    }
+}
+
+/// Starts sending `req` to `addr` (see [`Sending`]); the request is handed to a pooled
+/// connection right away.
+pub(crate) fn send(
     cfg: PoolConfig,
     addr: SocketAddr,
-    mut req: Request<RequestBody>,
+    req: Request<RequestBody>,
     connect_timeout: Duration,
-) -> Result<(Response<Incoming>, Lease), SendError> {
-    loop {
-        let (mut pooled, reused) = match checkout(addr) {
-            Some(p) => (p, true),
-            // Boxed: the connect path is rare, and inline it would make every request's future
-            // (moved by value into hyper's dispatcher) larger by the TCP and handshake state.
-            None => (Box::pin(connect(cfg, addr, connect_timeout)).await?, false),
-        };
-        pooled.idle.busy.store(true, Ordering::Relaxed);
-        match pooled.tx.try_send_request(req).await {
-            Ok(resp) => {
-                let lease = Lease {
-                    conn: Some(pooled),
-                    addr,
-                    max_idle: MAX_IDLE_PER_ENDPOINT,
-                };
-                return Ok((resp, lease));
+) -> Sending<impl Future<Output = Sent> + Send> {
+    fn try_send(
+        tx: &mut http1::SendRequest<RequestBody>,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Sent> + Send {
+        tx.try_send_request(req)
+    }
+    let try_send: TrySend<_> = try_send;
+    Sending {
+        state: start(cfg, addr, req, connect_timeout, try_send),
+        addr,
+        cfg,
+        connect_timeout,
+        try_send,
+    }
+}
+
+fn start<F>(
+    cfg: PoolConfig,
+    addr: SocketAddr,
+    req: Request<RequestBody>,
+    limit: Duration,
+    try_send: TrySend<F>,
+) -> SendState<F> {
+    match checkout(addr) {
+        Some(mut pooled) => {
+            pooled.idle.busy.store(true, Ordering::Relaxed);
+            let exchange = try_send(&mut pooled.tx, req);
+            SendState::Exchanging {
+                exchange,
+                pooled: Some(pooled),
+                reused: true,
             }
-            Err(mut e) => match e.take_message() {
-                // Never written: the connection closed while idle. Another one gets it.
-                Some(back) if reused => {
-                    debug!(upstream = %addr, error = %e.error(), "pooled connection was closed; retrying");
-                    req = back;
+        }
+        None => SendState::Connecting {
+            connecting: Box::pin(async move {
+                let pooled = connect(cfg, addr, limit).await?;
+                Ok((pooled, req))
+            }),
+        },
+    }
+}
+
+impl<F: Future<Output = Sent>> Future for Sending<F> {
+    type Output = Result<(Response<Incoming>, Lease), SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                SendStateProj::Connecting { connecting } => {
+                    let (mut pooled, req) = ready!(connecting.as_mut().poll(cx))?;
+                    let exchange = (this.try_send)(&mut pooled.tx, req);
+                    this.state.set(SendState::Exchanging {
+                        exchange,
+                        pooled: Some(pooled),
+                        reused: false,
+                    });
                 }
-                _ => return Err(SendError::Exchange(e.into_error())),
-            },
+                SendStateProj::Exchanging {
+                    exchange,
+                    pooled,
+                    reused,
+                } => match ready!(exchange.poll(cx)) {
+                    Ok(resp) => {
+                        let lease = Lease {
+                            conn: pooled.take(),
+                            addr: *this.addr,
+                            max_idle: MAX_IDLE_PER_ENDPOINT,
+                        };
+                        return Poll::Ready(Ok((resp, lease)));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Never written: the connection closed while idle. Another one gets it.
+                        Some(back) if *reused => {
+                            debug!(upstream = %this.addr, error = %e.error(), "pooled connection was closed; retrying");
+                            let next = start(*this.cfg, *this.addr, back, *this.connect_timeout, *this.try_send);
+                            this.state.set(next);
+                        }
+                        _ => return Poll::Ready(Err(SendError::Exchange(e.into_error()))),
+                    },
+                },
+            }
         }
     }
 }

@@ -3,13 +3,15 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::future::Either;
 use http::header::{
     HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
@@ -17,9 +19,11 @@ use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use portier_snapshot::{normalize_host, normalize_path, Action, Route, RoutePolicy, Snapshot, StaticReply};
+use pin_project_lite::pin_project;
+use portier_snapshot::{normalize_host, normalize_path, Action, ClusterId, Route, RoutePolicy, Snapshot, StaticReply};
 use portier_telemetry::AccessRecord;
-use tracing::{debug, debug_span, warn, Instrument};
+use tokio::time::Sleep;
+use tracing::{debug, debug_span, warn, Span};
 
 use crate::body::{BodyFailure, BodyWatch, Finish, Observed, RequestBody, ResponseBody, UpstreamBody};
 use crate::error::{ErrorKind, GatewayError, Side};
@@ -47,11 +51,17 @@ struct Exchange {
 }
 
 /// Serves one request. Never fails: every problem becomes a response from [`GatewayError`].
-pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<Observed>, Infallible> {
+///
+/// Everything up to the upstream exchange runs here, before the first poll; the returned future
+/// holds only what must live across that exchange. hyper keeps one such future per HTTP/1
+/// connection, idle or not, and moves one into a task per HTTP/2 stream, so its size is memory
+/// per connection and bytes copied per request: as a chain of `async fn`s, each keeping its
+/// by-value arguments twice, it was 3.8 KB.
+pub(crate) fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handling<impl Future<Output = pool::Sent> + Send> {
     let start = Instant::now();
     let index = conn.requests.fetch_add(1, Ordering::Relaxed);
     let host = request_host(&req);
-    let mut record = if conn.shared.access_log.is_enabled() {
+    let record = if conn.shared.access_log.is_enabled() {
         Some(Box::new(access_record(&conn, &req, host.as_ref().ok())))
     } else {
         None
@@ -62,49 +72,135 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
     // Debug level: with the default `info` filter the span is never built on the hot path.
     let span = debug_span!("req", http.method = %req.method(), http.path = req.uri().path());
     let upgrade_asked = req.headers().contains_key(UPGRADE);
-    let result = match check_message(&conn, index, &req).and(host) {
-        Ok(host) => {
-            let routing = route(&conn, req, host, &mut ex, watch.clone());
-            // The wrapper would enter and leave the span at every poll even when it is disabled.
-            if span.is_disabled() {
-                Either::Left(routing)
-            } else {
-                Either::Right(routing.instrument(span))
+    let step = {
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        check_message(&conn, index, &req)
+            .and(host)
+            .and_then(|host| route(&conn, req, host, &mut ex, watch.clone()))
+            .unwrap_or_else(|e| Step::answer(Err(e)))
+    };
+    Handling {
+        step,
+        ctx: Some(Ctx {
+            conn,
+            start,
+            index,
+            record,
+            watch,
+            ex,
+            upgrade_asked,
+            span,
+        }),
+    }
+}
+
+pin_project! {
+    /// One request being served: see [`handle`].
+    pub(crate) struct Handling<F> {
+        #[pin]
+        step: Step<F>,
+        // Taken when the response is ready.
+        ctx: Option<Ctx>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<F> {
+        /// Answered without an upstream (redirect, static reply, ACME token, error); taken once.
+        Ready { result: Option<Result<Response<ResponseBody>, GatewayError>> },
+        Upstream {
+            #[pin]
+            upstream: Upstream<F>,
+        },
+    }
+}
+
+/// What the request's end needs from its start.
+#[derive(Debug)]
+struct Ctx {
+    conn: Arc<Conn>,
+    start: Instant,
+    index: u64,
+    record: Option<Box<AccessRecord>>,
+    watch: Option<Arc<BodyWatch>>,
+    ex: Exchange,
+    upgrade_asked: bool,
+    span: Span,
+}
+
+impl<F: Future<Output = pool::Sent>> Future for Handling<F> {
+    type Output = Result<Response<Observed>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(ctx) = this.ctx.as_ref() else {
+            // Polled after completion: hyper never does; stay pending rather than panic.
+            return Poll::Pending;
+        };
+        let result = match this.step.project() {
+            StepProj::Ready { result } => result.take(),
+            StepProj::Upstream { upstream } => {
+                let _entered = (!ctx.span.is_disabled()).then(|| ctx.span.enter());
+                Some(ready!(upstream.poll_response(cx, &ctx.conn)))
             }
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    let (mut resp, error) = match result {
-        Ok(resp) => (resp, None),
-        Err(e) => {
-            report(&e, &ex, conn.client);
-            (e.response(), Some(e.kind.as_str()))
-        }
-    };
-    if conn.guard.is_some() {
-        // HTTP/1: close after `keep_alive_requests` requests (nginx `keepalive_requests`), and
-        // after an upgrade that did not happen (the head inspection stopped at it).
-        let last = index.saturating_add(1) >= u64::from(conn.settings.keep_alive_requests);
-        let refused_upgrade = upgrade_asked && resp.status() != StatusCode::SWITCHING_PROTOCOLS;
-        if last || refused_upgrade {
-            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        };
+        match (result, this.ctx.take()) {
+            (Some(result), Some(ctx)) => Poll::Ready(Ok(ctx.finish(result))),
+            _ => Poll::Pending,
         }
     }
-    if let Some(record) = record.as_mut() {
-        record.upstream = ex.upstream;
+}
+
+impl<F> Step<F> {
+    fn answer(result: Result<Response<ResponseBody>, GatewayError>) -> Self {
+        Step::Ready { result: Some(result) }
     }
-    let finish = Finish {
-        conn,
-        start,
-        route: ex.route,
-        status: resp.status().as_u16(),
-        error,
-        bytes_sent: 0,
-        record,
-        received: watch,
-    };
-    Ok(resp.map(|body| Observed::new(body, finish)))
+}
+
+impl Ctx {
+    fn finish(self, result: Result<Response<ResponseBody>, GatewayError>) -> Response<Observed> {
+        let Ctx {
+            conn,
+            start,
+            index,
+            mut record,
+            watch,
+            ex,
+            upgrade_asked,
+            span: _,
+        } = self;
+        let (mut resp, error) = match result {
+            Ok(resp) => (resp, None),
+            Err(e) => {
+                report(&e, &ex, conn.client);
+                (e.response(), Some(e.kind.as_str()))
+            }
+        };
+        if conn.guard.is_some() {
+            // HTTP/1: close after `keep_alive_requests` requests (nginx `keepalive_requests`), and
+            // after an upgrade that did not happen (the head inspection stopped at it).
+            let last = index.saturating_add(1) >= u64::from(conn.settings.keep_alive_requests);
+            let refused_upgrade = upgrade_asked && resp.status() != StatusCode::SWITCHING_PROTOCOLS;
+            if last || refused_upgrade {
+                resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+        if let Some(record) = record.as_mut() {
+            record.upstream = ex.upstream;
+        }
+        let finish = Finish {
+            conn,
+            start,
+            route: ex.route,
+            status: resp.status().as_u16(),
+            error,
+            bytes_sent: 0,
+            record,
+            received: watch,
+        };
+        resp.map(|body| Observed::new(body, finish))
+    }
 }
 
 /// Checks on the message itself, before anything about the route: what the HTTP/1 head
@@ -153,13 +249,13 @@ fn too_large() -> GatewayError {
     GatewayError::new(ErrorKind::HeaderTooLarge, "the request head is too large")
 }
 
-async fn route(
+fn route(
     conn: &Arc<Conn>,
     req: Request<Incoming>,
     host: RequestHost,
     ex: &mut Exchange,
     watch: Option<Arc<BodyWatch>>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Result<Step<impl Future<Output = pool::Sent> + Send>, GatewayError> {
     if req.method() == Method::CONNECT {
         // An ingress is not a forward proxy: tunnelling to arbitrary authorities is refused.
         return Err(GatewayError::new(
@@ -170,24 +266,26 @@ async fn route(
     // A clone shares the received bytes (no allocation); `path` borrows from it while `req` moves on.
     let uri = req.uri().clone();
     let path = request_path(req.method(), &uri)?;
-    // The one snapshot load of this request; it stays alive until the response headers are out.
+    // The one snapshot load of this request; a proxied request keeps it until the response
+    // headers are out.
     let snap = conn.shared.cell.load();
     // RFC 8555 §8.3: the CA fetches the token over plain HTTP on port 80, whatever the Host, and
     // follows no redirect we would send; answer it before routing and before the HTTPS redirect.
     if !conn.tls {
         if let Some(reply) = http01_answer(&snap, req.method(), &path) {
-            return Ok(reply);
+            return Ok(Step::answer(Ok(reply)));
         }
     }
     let name = normalize_host(host.raw.to_str().unwrap_or_default());
     check_misdirected(conn, &snap, &name)?;
-    let Some(route) = snap.routes().find(&name, &path) else {
+    let Some(found) = snap.routes().find(&name, &path) else {
         return Err(GatewayError::new(
             ErrorKind::NoRoute,
             "no route matches this host and path",
         ));
     };
-    ex.route = Some(route.clone());
+    // Borrowed from `ex` rather than the snapshot, which moves into the exchange below.
+    let route = &**ex.route.insert(found.clone());
     let policy = &route.policy;
     if !policy.admits(conn.client.ip()) {
         return Err(GatewayError::new(
@@ -198,10 +296,10 @@ async fn route(
     check_declared_length(&req, policy)?;
     // Without a host there is nothing to redirect to; serve the route as it is.
     if !conn.tls && route.https_redirect && !name.is_empty() {
-        return redirect(&name, req.uri(), conn.shared.cfg.https_redirect_port);
+        return redirect(&name, req.uri(), conn.shared.cfg.https_redirect_port).map(|r| Step::answer(Ok(r)));
     }
     match &route.action {
-        Action::Static(reply) => Ok(static_reply(reply)),
+        Action::Static(reply) => Ok(Step::answer(Ok(static_reply(reply)))),
         Action::Unavailable { reason } => Err(GatewayError::new(
             ErrorKind::BackendUnavailable,
             format!("backend {} is unavailable: {reason}", route.backend),
@@ -221,8 +319,13 @@ async fn route(
                 ));
             };
             ex.upstream = Some(endpoint);
-            let target = Target { endpoint, path: &path };
-            proxy(conn, req, host, target, &cluster.name, policy, watch).await
+            let target = Target {
+                endpoint,
+                path: &path,
+                cluster: *id,
+            };
+            let upstream = proxy(conn, req, host, target, policy, watch, snap)?;
+            Ok(Step::Upstream { upstream })
         }
     }
 }
@@ -288,17 +391,19 @@ struct Target<'a> {
     endpoint: SocketAddr,
     /// The normalized path, forwarded instead of the one received.
     path: &'a str,
+    cluster: ClusterId,
 }
 
-async fn proxy(
-    conn: &Arc<Conn>,
+/// Builds the upstream request from the client's and hands it to the pool.
+fn proxy(
+    conn: &Conn,
     req: Request<Incoming>,
     host: RequestHost,
     target: Target<'_>,
-    cluster: &str,
     policy: &RoutePolicy,
     watch: Option<Arc<BodyWatch>>,
-) -> Result<Response<ResponseBody>, GatewayError> {
+    snap: Arc<Snapshot>,
+) -> Result<Upstream<impl Future<Output = pool::Sent> + Send>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     let upgrade = headers::is_upgrade_request(parts.version, &parts.headers);
     let client_upgrade = if upgrade {
@@ -327,7 +432,7 @@ async fn proxy(
     );
 
     let has_body = !http_body::Body::is_end_stream(&body);
-    let body_watch = if has_body { watch.clone() } else { None };
+    let upload = if has_body { watch.clone() } else { None };
     let mut up = Request::new(RequestBody::new(
         body,
         watch,
@@ -339,105 +444,172 @@ async fn proxy(
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = hdrs;
 
-    let shared = &conn.shared;
-    let sending = pool::send(shared.pool, target.endpoint, up, policy.connect_timeout);
-    // One select for both cases (`biased`: the exchange is polled first, as `timeout` would).
-    let stall = match &body_watch {
-        Some(w) => Either::Left(watch_upload(w, policy)),
-        None => Either::Right(async {
-            tokio::time::sleep(policy.read_timeout).await;
-            Stall::Read
-        }),
+    let timeouts = Timeouts {
+        read: policy.read_timeout,
+        send: policy.send_timeout,
     };
-    let sent = tokio::select! {
-        biased;
-        r = sending => r,
-        stall = stall => return Err(stall.error(cluster, policy)),
+    let first = if upload.is_some() {
+        timeouts.tick()
+    } else {
+        timeouts.read
     };
-    let (resp, mut lease) = match sent {
-        Ok(pair) => pair,
-        Err(e) => {
-            return Err(match body_watch.as_ref().and_then(|w| w.failure()) {
-                Some(BodyFailure::TooLarge) => body_too_large(),
-                Some(BodyFailure::Timeout) => GatewayError::new(
-                    ErrorKind::BodyTimeout,
-                    "the request body stalled for longer than the client body timeout",
-                ),
-                None => classify(&e, cluster),
-            })
-        }
-    };
+    Ok(Upstream {
+        sending: pool::send(conn.shared.pool, target.endpoint, up, policy.connect_timeout),
+        deadline: tokio::time::sleep(first),
+        upload,
+        timeouts,
+        client_upgrade,
+        snap,
+        cluster: target.cluster,
+    })
+}
 
-    let (mut rparts, rbody) = resp.into_parts();
-    let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
-        let (Some(client_io), Some(upstream_io)) = (client_upgrade, rparts.extensions.remove::<OnUpgrade>()) else {
-            return Err(GatewayError::new(
-                ErrorKind::UpstreamProtocol,
-                format!("backend {cluster} switched protocols without an upgrade request"),
-            ));
-        };
-        shared.spawn_tunnel(conn.clone(), client_io, upstream_io);
-        lease.discard();
+pin_project! {
+    /// The exchange with the upstream, raced against its deadlines (`biased`: the exchange is
+    /// polled first, as `timeout` would).
+    struct Upstream<F> {
+        #[pin]
+        sending: pool::Sending<F>,
+        // Without a request body: the read timeout. While one streams: a tick at which the
+        // upload's progress is checked.
+        #[pin]
+        deadline: Sleep,
+        upload: Option<Arc<BodyWatch>>,
+        timeouts: Timeouts,
+        client_upgrade: Option<OnUpgrade>,
+        // For the cluster's name in errors.
+        snap: Arc<Snapshot>,
+        cluster: ClusterId,
     }
-    headers::strip_hop_by_hop(&mut rparts.headers, switching);
-    // The client-side extensions mean nothing to the server connection; hyper picks the version.
-    rparts.extensions = Extensions::new();
-    rparts.version = Version::HTTP_11;
-    Ok(Response::from_parts(
-        rparts,
-        ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
-    ))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// No response headers within this long of the request (body included) being sent.
+    read: Duration,
+    /// The upstream stopped taking request body bytes for this long.
+    send: Duration,
+}
+
+impl Timeouts {
+    fn tick(self) -> Duration {
+        (self.send.min(self.read) / 8).clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+}
+
+impl<F: Future<Output = pool::Sent>> Upstream<F> {
+    fn poll_response(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        conn: &Arc<Conn>,
+    ) -> Poll<Result<Response<ResponseBody>, GatewayError>> {
+        let mut this = self.project();
+        let cluster = this.snap.clusters().get(this.cluster.index());
+        let backend = cluster.map_or("", |c| &c.name);
+        let sent = match this.sending.poll(cx) {
+            Poll::Ready(sent) => sent,
+            Poll::Pending => {
+                let stall = ready!(poll_stall(
+                    this.deadline.as_mut(),
+                    cx,
+                    this.upload.as_deref(),
+                    *this.timeouts
+                ));
+                return Poll::Ready(Err(stall.error(backend, *this.timeouts)));
+            }
+        };
+        let (resp, mut lease) = match sent {
+            Ok(pair) => pair,
+            Err(e) => {
+                return Poll::Ready(Err(match this.upload.as_ref().and_then(|w| w.failure()) {
+                    Some(BodyFailure::TooLarge) => body_too_large(),
+                    Some(BodyFailure::Timeout) => GatewayError::new(
+                        ErrorKind::BodyTimeout,
+                        "the request body stalled for longer than the client body timeout",
+                    ),
+                    None => classify(&e, backend),
+                }))
+            }
+        };
+
+        let (mut rparts, rbody) = resp.into_parts();
+        let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            let (Some(client_io), Some(upstream_io)) =
+                (this.client_upgrade.take(), rparts.extensions.remove::<OnUpgrade>())
+            else {
+                return Poll::Ready(Err(GatewayError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!("backend {backend} switched protocols without an upgrade request"),
+                )));
+            };
+            conn.shared.spawn_tunnel(conn.clone(), client_io, upstream_io);
+            lease.discard();
+        }
+        headers::strip_hop_by_hop(&mut rparts.headers, switching);
+        // The client-side extensions mean nothing to the server connection; hyper picks the version.
+        rparts.extensions = Extensions::new();
+        rparts.version = Version::HTTP_11;
+        Poll::Ready(Ok(Response::from_parts(
+            rparts,
+            ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
+        )))
+    }
+}
+
+/// Resolves when the upstream stalls: no response within the read timeout; or, while a body
+/// streams, the upstream holds a chunk for longer than the send timeout, or has had the whole
+/// body for longer than the read timeout without answering. A stall on the client side is the
+/// body's own `client_body_timeout`.
+fn poll_stall(
+    mut deadline: Pin<&mut Sleep>,
+    cx: &mut Context<'_>,
+    upload: Option<&BodyWatch>,
+    timeouts: Timeouts,
+) -> Poll<Stall> {
+    loop {
+        ready!(deadline.as_mut().poll(cx));
+        let Some(w) = upload else {
+            return Poll::Ready(Stall::Read);
+        };
+        if let Some(ended) = w.ended_for() {
+            if ended >= timeouts.read {
+                return Poll::Ready(Stall::Read);
+            }
+        } else if w.stalled_for().is_some_and(|s| s >= timeouts.send) {
+            return Poll::Ready(Stall::Send);
+        }
+        deadline.as_mut().reset(tokio::time::Instant::now() + timeouts.tick());
+    }
 }
 
 /// Which upstream deadline passed.
 #[derive(Debug, Clone, Copy)]
 enum Stall {
-    /// No response headers within `read_timeout` of the request (body included) being sent.
     Read,
-    /// The upstream stopped taking request body bytes for longer than `send_timeout`.
     Send,
 }
 
 impl Stall {
-    fn error(self, cluster: &str, policy: &RoutePolicy) -> GatewayError {
+    fn error(self, backend: &str, timeouts: Timeouts) -> GatewayError {
         match self {
             Stall::Read => GatewayError::new(
                 ErrorKind::UpstreamTimeout,
                 format!(
-                    "backend {cluster} sent no response within {}s",
-                    policy.read_timeout.as_secs_f32()
+                    "backend {backend} sent no response within {}s",
+                    timeouts.read.as_secs_f32()
                 ),
             ),
             Stall::Send => GatewayError::new(
                 ErrorKind::UpstreamSendTimeout,
                 format!(
-                    "backend {cluster} stopped reading the request body for {}s",
-                    policy.send_timeout.as_secs_f32()
+                    "backend {backend} stopped reading the request body for {}s",
+                    timeouts.send.as_secs_f32()
                 ),
             ),
         }
     }
 }
-
-/// Resolves when an upload stalls on the upstream side: it holds a chunk for longer than
-/// `send_timeout`, or has had the whole body for longer than `read_timeout` without answering.
-/// A stall on the client side is the body's own `client_body_timeout`.
-async fn watch_upload(w: &BodyWatch, policy: &RoutePolicy) -> Stall {
-    let tick =
-        (policy.send_timeout.min(policy.read_timeout) / 8).clamp(Duration::from_millis(5), Duration::from_secs(1));
-    loop {
-        tokio::time::sleep(tick).await;
-        if let Some(ended) = w.ended_for() {
-            if ended >= policy.read_timeout {
-                return Stall::Read;
-            }
-        } else if w.stalled_for().is_some_and(|s| s >= policy.send_timeout) {
-            return Stall::Send;
-        }
-    }
-}
-
 /// The host of a request: the authority of the target for HTTP/2 and absolute-form requests,
 /// else the `Host` header. RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is a 400.
 fn request_host<B>(req: &Request<B>) -> Result<RequestHost, GatewayError> {
