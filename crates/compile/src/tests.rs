@@ -147,14 +147,14 @@ fn compile_is_deterministic_and_reports_once() {
 fn acme_challenges_become_http01_tokens() {
     let challenge = |token: &str| {
         Arc::new(Resource::new(
-            Object::AcmeChallenge(portier_model::AcmeChallenge {
+            Object::AcmeChallenge(Box::new(portier_model::AcmeChallenge {
                 metadata: portier_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                     name: Some(token.to_owned()),
                     ..Default::default()
                 },
                 token: token.to_owned(),
                 key_authorization: format!("{token}.thumb"),
-            }),
+            })),
             Origin::none(),
         ))
     };

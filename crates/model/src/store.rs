@@ -197,10 +197,10 @@ mod tests {
         };
         meta.labels = Some([("port".to_owned(), port.to_owned())].into());
         Arc::new(Resource::new(
-            Object::Service(Service {
+            Object::Service(Box::new(Service {
                 metadata: meta,
                 ..Service::default()
-            }),
+            })),
             Origin::none(),
         ))
     }

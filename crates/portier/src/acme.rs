@@ -363,14 +363,14 @@ impl Responder {
             .iter()
             .map(|(token, key_authorization)| {
                 Arc::new(Resource::new(
-                    Object::AcmeChallenge(AcmeChallenge {
+                    Object::AcmeChallenge(Box::new(AcmeChallenge {
                         metadata: ObjectMeta {
                             name: Some(token.clone()),
                             ..ObjectMeta::default()
                         },
                         token: token.clone(),
                         key_authorization: key_authorization.clone(),
-                    }),
+                    })),
                     Origin::none(),
                 ))
             })
