@@ -6,6 +6,7 @@
 #   bench/proxy-icount.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
 #   SKIP_NGINX=1 bench/proxy-icount.sh ...      # portier only
 #   PORTIER_ACCESS_LOG=/tmp/access.log ...      # with the access log written to a file
+#   H2=1 bench/proxy-icount.sh ...              # HTTP/2 over TLS 1.3 (4 connections × 10 streams)
 #
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl, openssl, python3. Ports 18101 (upstream),
 # 18180 (proxy), 18543 on 127.0.0.1. Keeps its work dir (callgrind.out files for
@@ -32,7 +33,9 @@ $(temp)
  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
  upstream backend { server 127.0.0.1:18101; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
  server { listen 127.0.0.1:18180 default_server; server_name _; return 404; }
- server { listen 127.0.0.1:18180; server_name bench.example.test; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
+ server { listen 127.0.0.1:18180; server_name bench.example.test; location /api/ { proxy_pass http://backend; } location / { return 404; } }
+ server { listen 127.0.0.1:18543 ssl http2; server_name bench.example.test; ssl_certificate $D/c.pem; ssl_certificate_key $D/k.pem;
+  ssl_protocols TLSv1.3; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
 C
 nginx -c $D/up.conf -p $D >/dev/null 2>&1 & UP=$!
 trap 'kill $UP 2>/dev/null || true' EXIT
@@ -41,7 +44,13 @@ cat > $D/routes.json <<C
  "upstreams": {"backend": ["127.0.0.1:18101"]}, "routes": [{"host": "bench.example.test", "path_prefix": "/api/", "upstream": "backend"}]}
 C
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $D/k.pem -out $D/c.pem -days 2 -subj /CN=bench.example.test -addext subjectAltName=DNS:bench.example.test 2>/dev/null
-load() { h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2; }
+load() {
+  if [ -n "${H2:-}" ]; then
+    h2load -n $1 -c 4 -m 10 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
+  else
+    h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
+  fi
+}
 wait_up() { for i in $(seq 200); do curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return; sleep 0.1; done; echo "not up"; exit 1; }
 measure() { # name cmd...
   local name=$1; shift
