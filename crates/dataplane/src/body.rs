@@ -148,7 +148,13 @@ impl Body for RequestBody {
                     }
                     if let Some(w) = &this.watch {
                         w.received.fetch_add(len, Ordering::Relaxed);
-                        w.handed_at.store(w.now(), Ordering::Relaxed);
+                        let now = w.now();
+                        w.handed_at.store(now, Ordering::Relaxed);
+                        // With a known length hyper stops at the last byte and never polls for
+                        // the end: the body is over when its last chunk is handed on.
+                        if this.inner.is_end_stream() {
+                            w.ended_at.store(now, Ordering::Relaxed);
+                        }
                     }
                 }
                 // Data came: the next wait starts a fresh idle period.

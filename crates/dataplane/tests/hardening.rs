@@ -617,3 +617,83 @@ async fn idle_keep_alive_connections_close_after_keep_alive_but_busy_ones_stay()
         "closed after {waited:?}"
     );
 }
+
+/// The upstream stops reading an upload (its buffers fill): 504 at the send timeout, not at the
+/// read timeout, and not never.
+#[tokio::test]
+async fn upstream_not_reading_the_body_is_504_at_the_send_timeout() {
+    let silent = silent_upstream().await;
+    let policy = RoutePolicy {
+        send_timeout: Duration::from_millis(300),
+        read_timeout: Duration::from_secs(30),
+        max_body_bytes: None,
+        ..RoutePolicy::default()
+    };
+    let gw = Gateway::start(snapshot(
+        vec![route_with("a", "/", proxy_to(0), policy)],
+        vec![Cluster::new("s:80", "s", vec![silent])],
+    ))
+    .await;
+    let started = Instant::now();
+    let stream = TcpStream::connect(gw.http).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    // Far more than loopback socket buffers hold, so the upstream side stalls.
+    let total: usize = 256 << 20;
+    tokio::spawn(async move {
+        let head = format!("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: {total}\r\n\r\n");
+        if wr.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..total / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match within("the 504", rd.read(&mut buf)).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let resp = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&resp), 504, "{resp}");
+    assert!(resp.contains("x-portier-error: upstream-send-timeout"), "{resp}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The whole upload went out and the upstream never answers: 504 at the read timeout.
+#[tokio::test]
+async fn upstream_silent_after_an_upload_is_504_at_the_read_timeout() {
+    let silent = silent_upstream().await;
+    let policy = RoutePolicy {
+        send_timeout: Duration::from_secs(30),
+        read_timeout: Duration::from_millis(300),
+        ..RoutePolicy::default()
+    };
+    let gw = Gateway::start(snapshot(
+        vec![route_with("a", "/", proxy_to(0), policy)],
+        vec![Cluster::new("s:80", "s", vec![silent])],
+    ))
+    .await;
+    let started = Instant::now();
+    let resp = raw(
+        gw.http,
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 504, "{resp}");
+    assert!(resp.contains("x-portier-error: upstream-timeout"), "{resp}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+}
