@@ -412,8 +412,9 @@ fn proxy(
         None
     };
 
-    let mut hdrs = std::mem::take(&mut parts.headers);
-    headers::strip_hop_by_hop(&mut hdrs, upgrade);
+    // The upstream request is the client's, changed in place: no second head to build and move.
+    let hdrs = &mut parts.headers;
+    headers::strip_hop_by_hop(hdrs, upgrade);
     if host.from_uri && !host.raw.is_empty() {
         hdrs.insert(HOST, host.raw.clone());
     } else if host.raw.is_empty() {
@@ -422,7 +423,7 @@ fn proxy(
         hdrs.insert(HOST, endpoint_host(target.endpoint));
     }
     headers::add_forwarded(
-        &mut hdrs,
+        hdrs,
         &Forwarded {
             client_ip: &conn.client_ip,
             local_port: &conn.local_port,
@@ -430,19 +431,17 @@ fn proxy(
             host: &host.raw,
         },
     );
+    parts.uri = upstream_target(target.path, &parts.uri)?;
+    parts.version = Version::HTTP_11;
+    // What hyper attached on the client side means nothing to the upstream connection.
+    parts.extensions.clear();
 
     let has_body = !http_body::Body::is_end_stream(&body);
     let upload = if has_body { watch.clone() } else { None };
-    let mut up = Request::new(RequestBody::new(
-        body,
-        watch,
-        policy.max_body_bytes,
-        conn.settings.client_body_timeout,
-    ));
-    *up.method_mut() = parts.method;
-    *up.uri_mut() = upstream_target(target.path, &parts.uri)?;
-    *up.version_mut() = Version::HTTP_11;
-    *up.headers_mut() = hdrs;
+    let up = Request::from_parts(
+        parts,
+        RequestBody::new(body, watch, policy.max_body_bytes, conn.settings.client_body_timeout),
+    );
 
     let timeouts = Timeouts {
         read: policy.read_timeout,
