@@ -697,3 +697,66 @@ async fn upstream_silent_after_an_upload_is_504_at_the_read_timeout() {
         "took {took:?}"
     );
 }
+
+/// An upstream that answers the first request on each connection and never the next ones.
+async fn answers_once_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Keep reading (and never answering) until the gateway gives up on the connection.
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The read timeout holds on a reused upstream connection: for a request with the timeout the
+/// connection was made for (timed by the connection's driver), and for one with a shorter
+/// timeout than that (timed by a timer of its own).
+#[tokio::test]
+async fn read_timeout_holds_on_reused_upstream_connections() {
+    let up = answers_once_upstream().await;
+    let policy = |read_ms| RoutePolicy {
+        read_timeout: Duration::from_millis(read_ms),
+        ..RoutePolicy::default()
+    };
+    let gw = Gateway::start(snapshot(
+        vec![
+            route_with("short", "/", proxy_to(0), policy(300)),
+            route_with("long", "/", proxy_to(0), policy(30_000)),
+        ],
+        vec![Cluster::new("s:80", "s", vec![up])],
+    ))
+    .await;
+    for (first, second) in [("short", "short"), ("long", "short")] {
+        let reply = gw.get(first, "/").await;
+        assert_eq!(reply.status.as_u16(), 200, "{first}: {}", reply.body);
+        let started = Instant::now();
+        let reply = gw.get(second, "/").await;
+        let took = started.elapsed();
+        assert_eq!(reply.status.as_u16(), 504, "{first} then {second}: {}", reply.body);
+        assert_eq!(reply.error(), Some("upstream-timeout"));
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+            "{first} then {second}: took {took:?}"
+        );
+    }
+}
