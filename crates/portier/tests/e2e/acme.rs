@@ -148,6 +148,41 @@ spec:
     )
 }
 
+/// The ClusterIssuer `name` with an RFC 2136 DNS-01 solver (the bind9 of `scripts/acme-env-up`),
+/// its account key in the Secret `account_key`, and the TSIG Secret the solver names.
+pub(crate) fn dns01_cluster_issuer(env: &Env, name: &str, account_key: &str, email: Option<&str>) -> String {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let email = email.map(|e| format!("    email: {e}\n")).unwrap_or_default();
+    format!(
+        "apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {{name: {name}}}
+spec:
+  acme:
+    server: {}
+{email}    privateKeySecretRef: {{name: {account_key}}}
+    caBundle: {}
+    solvers:
+    - dns01:
+        rfc2136:
+          nameserver: {}
+          tsigKeyName: {}
+          tsigAlgorithm: HMACSHA256
+          tsigSecretSecretRef: {{name: tsig, key: secret}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: tsig, namespace: cert-manager}}
+stringData: {{secret: {}}}
+",
+        env.directory,
+        serde_json::to_string(&env.tls_ca_pem).expect("JSON string"),
+        var("PORTIER_ACME_DNS_SERVER"),
+        var("PORTIER_ACME_TSIG_KEY_NAME"),
+        serde_json::to_string(&var("PORTIER_ACME_TSIG_SECRET")).expect("JSON string"),
+    )
+}
+
 /// An Ingress `name` for `host`, answered by the StaticResponse `ok`, whose certificate comes
 /// from the ClusterIssuer `pebble` into the Secret `secret`; `renew_before` sets
 /// `cert-manager.io/renew-before`.
@@ -437,41 +472,13 @@ async fn a_failed_http01_validation_is_explained_by_describe() {
 async fn issues_a_wildcard_over_dns01_with_rfc2136() {
     let Some(env) = env() else { return };
     within(120, "DNS-01 issuance through bind9", async {
-        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let zone = format!("w{}-{nanos:x}.portier.test", std::process::id());
         let wildcard = format!("*.{zone}");
-        let issuer = format!(
-            "apiVersion: cert-manager.io/v1
-kind: ClusterIssuer
-metadata: {{name: pebble-dns}}
-spec:
-  acme:
-    server: {}
-    privateKeySecretRef: {{name: pebble-dns-account-key}}
-    caBundle: {}
-    solvers:
-    - dns01:
-        rfc2136:
-          nameserver: {}
-          tsigKeyName: {}
-          tsigAlgorithm: HMACSHA256
-          tsigSecretSecretRef: {{name: tsig, key: secret}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: tsig, namespace: cert-manager}}
-stringData: {{secret: {}}}
-",
-            env.directory,
-            serde_json::to_string(&env.tls_ca_pem).expect("JSON string"),
-            var("PORTIER_ACME_DNS_SERVER"),
-            var("PORTIER_ACME_TSIG_KEY_NAME"),
-            serde_json::to_string(&var("PORTIER_ACME_TSIG_SECRET")).expect("JSON string"),
-        );
+        let issuer = dns01_cluster_issuer(&env, "pebble-dns", "pebble-dns-account-key", None);
         let ingress = fixture::with_tls(
             &fixture::annotate(
                 &fixture::ingress_static("wild", Some(&wildcard), &[("/", "Prefix", "ok")]),
@@ -566,36 +573,7 @@ stringData:
             serde_json::to_string(&user_key).expect("JSON string")
         );
         // DNS-01 through bind9: the HTTP-01 port belongs to the issuance test running beside this one.
-        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
-        let issuer_yaml = format!(
-            "apiVersion: cert-manager.io/v1
-kind: ClusterIssuer
-metadata: {{name: pebble}}
-spec:
-  acme:
-    server: {}
-    email: e2e@portier.test
-    privateKeySecretRef: {{name: pebble-account-key}}
-    caBundle: {}
-    solvers:
-    - dns01:
-        rfc2136:
-          nameserver: {}
-          tsigKeyName: {}
-          tsigAlgorithm: HMACSHA256
-          tsigSecretSecretRef: {{name: tsig, key: secret}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: tsig, namespace: cert-manager}}
-stringData: {{secret: {}}}
-",
-            env.directory,
-            serde_json::to_string(&env.tls_ca_pem).expect("JSON string"),
-            var("PORTIER_ACME_DNS_SERVER"),
-            var("PORTIER_ACME_TSIG_KEY_NAME"),
-            serde_json::to_string(&var("PORTIER_ACME_TSIG_SECRET")).expect("JSON string"),
-        );
+        let issuer_yaml = dns01_cluster_issuer(&env, "pebble", "pebble-account-key", Some("e2e@portier.test"));
         let f = Fixture::new();
         f.write(
             "acme.yaml",
