@@ -651,15 +651,7 @@ async fn upstream_not_reading_the_body_is_504_at_the_send_timeout() {
             }
         }
     });
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
-        match within("the 504", rd.read(&mut buf)).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    let resp = String::from_utf8_lossy(&out);
+    let resp = within("the 504", read_head(&mut rd)).await;
     assert_eq!(status_of(&resp), 504, "{resp}");
     assert!(resp.contains("x-portier-error: upstream-send-timeout"), "{resp}");
     assert!(
@@ -705,18 +697,12 @@ async fn answers_once_upstream() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
+                read_head(&mut stream).await;
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     .await;
                 // Keep reading (and never answering) until the gateway gives up on the connection.
+                let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf).await {
                     if n == 0 {
                         return;

@@ -23,7 +23,7 @@ use portier_snapshot::{
 };
 use portier_telemetry::{AccessLog, Metrics};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -252,7 +252,7 @@ pub async fn echo_upgrade_upstream() -> SocketAddr {
 }
 
 /// Reads up to the end of an HTTP head; returns it as text.
-pub async fn read_head(stream: &mut TcpStream) -> String {
+pub async fn read_head<R: AsyncRead + Unpin>(stream: &mut R) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
