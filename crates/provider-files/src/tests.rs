@@ -571,6 +571,53 @@ fn outcome(r: Result<Vec<manifest::Chunk>, Box<portier_core::Diagnostic>>) -> Ve
     out
 }
 
+/// A long file is parsed in chunks of several documents; an edit parses again only the chunk it
+/// falls in (and perhaps the next), and the result is still that of parsing the whole text.
+#[test]
+fn chunks_group_documents_and_an_edit_parses_only_its_own() {
+    let file: Arc<str> = "many.yaml".into();
+    let n = 400;
+    let text: String = (0..n)
+        .map(|i| format!("---\n{}", service(&format!("s{i:03}"))))
+        .collect();
+    let first = manifest::parse_chunks(&file, &text, &[]).unwrap();
+    assert_eq!(manifest::resources(&first).count(), n);
+    assert!(
+        first.len() > n / 64 && first.len() < n / 4,
+        "{} chunks for {n} documents",
+        first.len()
+    );
+
+    // The same length and lines: every object outside the edited chunks is the very same.
+    let edited = text.replace("name: s200", "name: x200");
+    let second = manifest::parse_chunks(&file, &edited, &first).unwrap();
+    let same = manifest::resources(&first)
+        .zip(manifest::resources(&second))
+        .filter(|(a, b)| Arc::ptr_eq(a, b))
+        .count();
+    assert!(same < n && same >= n - 2 * 64, "{same} of {n} objects reused");
+    assert_eq!(
+        outcome(manifest::parse_chunks(&file, &edited, &first)),
+        outcome(manifest::whole(&file, &edited))
+    );
+
+    // A document inserted in the middle leaves the chunks before it alone.
+    let at = text
+        .find("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s200")
+        .unwrap();
+    let inserted = format!("{}---\n{}{}", &text[..at], service("new"), &text[at..]);
+    let third = manifest::parse_chunks(&file, &inserted, &first).unwrap();
+    let before = manifest::resources(&first)
+        .zip(manifest::resources(&third))
+        .take_while(|(a, b)| Arc::ptr_eq(a, b))
+        .count();
+    assert!(before >= 200 - 64, "only {before} objects before the insertion reused");
+    assert_eq!(
+        outcome(manifest::parse_chunks(&file, &inserted, &first)),
+        outcome(manifest::whole(&file, &inserted))
+    );
+}
+
 #[test]
 fn chunked_parse_equals_whole_parse() {
     let bomb = {
