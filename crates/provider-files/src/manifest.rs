@@ -2,8 +2,8 @@
 //! diagnostics for what was left out.
 //!
 //! Positions are not kept: each object keeps the text of its chunk of documents, which is parsed
-//! again the first time a diagnostic asks where a field is. At ten thousand objects a table of every field
-//! cost more memory than the objects themselves.
+//! again the first time a diagnostic asks where a field is. At ten thousand objects a table of
+//! every field cost more memory than the objects themselves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
