@@ -1,8 +1,6 @@
 //! Ingress annotations portier understands. ingress-nginx annotations are read where they mean the
 //! same thing here; every other annotation in a namespace we own is reported, never silently ignored.
 
-use std::collections::BTreeMap;
-
 use portier_core::{FieldPath, Severity};
 use portier_model::Resource;
 use portier_snapshot::RoutePolicy;
@@ -38,7 +36,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -
         policy: RoutePolicy::default(),
         cert: CertAnnotations::default(),
     };
-    for (key, value) in res.meta().annotations.iter().flat_map(sorted) {
+    for (key, value) in res.annotations() {
         let field = FieldPath::new(format!("metadata.annotations.{key}"));
         if let Some(short) = key.strip_prefix(NGINX) {
             if policy.apply(cx, res, &field, short, value, Layer::Annotation) {
@@ -82,10 +80,6 @@ pub(crate) fn parse(cx: &mut Cx<'_>, res: &Resource, defaults: &PolicyBuilder) -
     }
     out.policy = policy.build();
     out
-}
-
-fn sorted(m: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
-    m.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 /// A boolean annotation ([`values::parse_bool`]); an invalid value is reported and `None`.

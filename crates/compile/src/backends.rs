@@ -12,10 +12,9 @@ use foldhash::HashMap;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use k8s_openapi::api::core::v1::ServicePort;
-use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use portier_core::{FieldPath, Severity};
+use portier_model::slim::{Backend, ServicePort};
 use portier_model::{k8s_openapi, Resource, StaticResponse, STATIC_RESPONSE_API_GROUP};
 use portier_snapshot::{Action, Cluster, ClusterId, StaticReply};
 
@@ -52,7 +51,7 @@ pub(crate) struct Resolved {
 
 /// Resolves `backend` (at field `at` of Ingress `ing`, the `backend` itself). Problems are reported and give a route that
 /// answers 503, so a request to it says what is wrong instead of falling through to another route.
-pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &IngressBackend, at: &FieldPath) -> Resolved {
+pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &Backend, at: &FieldPath) -> Resolved {
     let ns = ing.namespace();
     match (&backend.service, &backend.resource) {
         (Some(svc), None) => {
@@ -84,7 +83,7 @@ pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &IngressBackend,
         (None, Some(r)) => {
             let at = at.field("resource");
             let group = r.api_group.as_deref().unwrap_or("");
-            if group != STATIC_RESPONSE_API_GROUP || r.kind != "StaticResponse" {
+            if group != STATIC_RESPONSE_API_GROUP || &*r.kind != "StaticResponse" {
                 return unavailable(
                     cx,
                     ing,
@@ -93,7 +92,7 @@ pub(crate) fn resolve(cx: &mut Cx<'_>, ing: &Resource, backend: &IngressBackend,
                     format!("the only resource backend portier serves is apiGroup: {STATIC_RESPONSE_API_GROUP}, kind: StaticResponse"),
                 );
             }
-            match cx.index.statics.get(&(ns, r.name.as_str())).copied() {
+            match cx.index.statics.get(&(ns, &*r.name)).copied() {
                 Some((sr_res, sr)) => static_backend(cx, sr_res, sr),
                 None => unavailable(
                     cx,
@@ -154,8 +153,7 @@ fn service_backend(
                 .into(),
         );
     };
-    let spec = svc.spec.as_ref();
-    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+    if svc.type_.as_deref() == Some("ExternalName") {
         return unavailable(
             cx,
             ing,
@@ -164,7 +162,7 @@ fn service_backend(
             "point the Ingress at a Service with a selector or with EndpointSlices".into(),
         );
     }
-    let ports: &[ServicePort] = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
+    let ports: &[ServicePort] = &svc.ports;
     let found = ports.iter().find(|p| match port {
         PortRef::Number(n) => p.port == n,
         PortRef::Name(n) => p.name.as_deref() == Some(n),
@@ -232,13 +230,11 @@ fn endpoints_for(cx: &Cx<'_>, ns: &str, name: &str, sp: &ServicePort) -> Vec<Soc
     let mut out: BTreeSet<SocketAddr> = BTreeSet::new();
     if let Some(slices) = cx.index.slices.get(&(ns, name)) {
         for slice in slices {
-            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            if !matches!(&*slice.address_type, "IPv4" | "IPv6") {
                 continue; // FQDN slices name hosts, not addresses.
             }
             let slice_port = slice
                 .ports
-                .as_deref()
-                .unwrap_or(&[])
                 .iter()
                 .find(|p| p.name.as_deref().unwrap_or("") == port_name)
                 .and_then(|p| p.port)
@@ -248,11 +244,10 @@ fn endpoints_for(cx: &Cx<'_>, ns: &str, name: &str, sp: &ServicePort) -> Vec<Soc
             };
             for ep in &slice.endpoints {
                 // EndpointConditions: a nil `ready` means ready.
-                if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                if ep.ready == Some(false) {
                     continue;
                 }
-                // All addresses of an endpoint are fungible; the API says consumers may use the first.
-                if let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) {
+                if let Some(ip) = ep.address {
                     out.insert(SocketAddr::new(ip, port));
                 }
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use portier_core::{FieldPath, Severity};
-use portier_model::{Certificate, IssuerObject, Object, Resource, SecretKeySelector};
+use portier_model::{Certificate, IssuerObject, Resource, SecretKeySelector, Stored};
 use portier_snapshot::certificates::{
     AcmeIssuer, CertificateRequest, CurrentCertificate, DemandedCertificate, Dns01Rfc2136, ExternalAccountBinding,
     Http01Ingress, Issuer, IssuerKind, IssuerRef, KeyAlgorithm, PrivateKeySpec, RotationPolicy, SecretBytes, SecretRef,
@@ -121,8 +121,8 @@ pub(crate) fn demand(cx: &mut Cx<'_>, opts: &Options, served: &HashSet<String>) 
     let objects: Vec<&Resource> = cx.index.issuers.clone();
     for res in objects {
         let (kind, obj) = match &res.object {
-            Object::ClusterIssuer(o) => (IssuerKind::ClusterIssuer, o),
-            Object::Issuer(o) => (IssuerKind::Issuer, o),
+            Stored::ClusterIssuer(o) => (IssuerKind::ClusterIssuer, o),
+            Stored::Issuer(o) => (IssuerKind::Issuer, o),
             _ => continue,
         };
         if let Some(issuer) = issuer(cx, opts, res, kind, obj) {
@@ -133,7 +133,7 @@ pub(crate) fn demand(cx: &mut Cx<'_>, opts: &Options, served: &HashSet<String>) 
     let mut candidates = std::mem::take(&mut cx.cert_candidates);
     let certs: Vec<&Resource> = cx.index.certificates.clone();
     for res in certs {
-        if let Object::Certificate(c) = &res.object {
+        if let Stored::Certificate(c) = &res.object {
             if let Some(c) = certificate_object(cx, res, c) {
                 candidates.push(c);
             }
@@ -146,9 +146,9 @@ pub(crate) fn demand(cx: &mut Cx<'_>, opts: &Options, served: &HashSet<String>) 
             let present = cx.index.issuers.iter().any(|r| {
                 r.name() == request.issuer.name
                     && match request.issuer.kind {
-                        IssuerKind::ClusterIssuer => matches!(r.object, Object::ClusterIssuer(_)),
+                        IssuerKind::ClusterIssuer => matches!(r.object, Stored::ClusterIssuer(_)),
                         IssuerKind::Issuer => {
-                            matches!(r.object, Object::Issuer(_))
+                            matches!(r.object, Stored::Issuer(_))
                                 && Some(r.namespace()) == request.issuer.namespace.as_deref()
                         }
                     }
@@ -343,7 +343,7 @@ fn certificate_object<'m>(cx: &mut Cx<'_>, res: &'m Resource, c: &Certificate) -
             duration: duration_v,
             renew_before,
             private_key,
-            labels: res.meta().labels.clone().unwrap_or_default(),
+            labels: res.labels(),
         },
     })
 }

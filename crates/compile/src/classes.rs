@@ -3,9 +3,9 @@
 //! and one of our IngressClasses is marked as the cluster default; or the legacy annotation
 //! `kubernetes.io/ingress.class` equals our `--ingress-class`.
 
-use k8s_openapi::api::networking::v1::Ingress;
 use portier_core::{Diagnostic, Diagnostics, FieldPath};
-use portier_model::{k8s_openapi, Resource};
+use portier_model::slim::Ingress;
+use portier_model::Resource;
 
 use crate::index::Index;
 use crate::Options;
@@ -24,14 +24,7 @@ pub(crate) fn select<'m>(ix: &Index<'m>, opts: &Options, diags: &mut Diagnostics
     let mut defaults: Vec<&str> = ix
         .classes
         .iter()
-        .filter(|(name, (r, _))| {
-            is_ours(name)
-                && r.meta()
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-                    .is_some_and(|v| v == "true")
-        })
+        .filter(|(name, (r, _))| is_ours(name) && r.annotation(DEFAULT_CLASS_ANNOTATION) == Some("true"))
         .map(|(name, _)| *name)
         .collect();
     defaults.sort_unstable();
@@ -39,13 +32,9 @@ pub(crate) fn select<'m>(ix: &Index<'m>, opts: &Options, diags: &mut Diagnostics
     let mut ours: Vec<(&Resource, &Ingress)> = Vec::new();
     for &(r, ing) in &ix.ingresses {
         let class_name = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref());
-        let legacy = r
-            .meta()
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+        let legacy = r.annotation(LEGACY_CLASS_ANNOTATION);
         let selected = match (class_name, legacy) {
-            (_, Some(l)) if *l == opts.ingress_class => true,
+            (_, Some(l)) if l == opts.ingress_class => true,
             (Some(c), _) => {
                 if !ix.classes.contains_key(c) {
                     let field = FieldPath::new("spec.ingressClassName");
@@ -85,8 +74,8 @@ pub(crate) fn select<'m>(ix: &Index<'m>, opts: &Options, diags: &mut Diagnostics
         }
     }
     ours.sort_by(|(a, _), (b, _)| {
-        let ta = a.meta().creation_timestamp.as_ref();
-        let tb = b.meta().creation_timestamp.as_ref();
+        let ta = a.creation_timestamp();
+        let tb = b.creation_timestamp();
         // `None` sorts before `Some`: objects from files have no timestamp and are all equally old.
         ta.cmp(&tb).then_with(|| a.id.cmp(&b.id))
     });

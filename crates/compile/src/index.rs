@@ -1,9 +1,9 @@
 use foldhash::{HashMap, HashMapExt};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use portier_model::{k8s_openapi, AcmeChallenge, Model, Object, Resource, StaticResponse};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret};
+use k8s_openapi::api::networking::v1::IngressClass;
+use portier_model::slim::{EndpointSlice, Ingress, Service};
+use portier_model::{k8s_openapi, AcmeChallenge, Model, Resource, StaticResponse, Stored};
 
 /// Lookups compile needs, built once per compile from the model.
 pub(crate) struct Index<'m> {
@@ -22,19 +22,17 @@ pub(crate) struct Index<'m> {
     pub challenges: Vec<&'m AcmeChallenge>,
 }
 
-pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
 impl<'m> Index<'m> {
     pub fn new(model: &'m Model) -> Self {
         // Sized up front: at ten thousand objects, growing the maps costs more than filling them.
         let mut count = [0usize; 5];
         for r in model.iter() {
             match &r.object {
-                Object::Ingress(_) => count[0] += 1,
-                Object::Service(_) => count[1] += 1,
-                Object::EndpointSlice(_) => count[2] += 1,
-                Object::Endpoints(_) => count[3] += 1,
-                Object::Secret(_) => count[4] += 1,
+                Stored::Ingress(_) => count[0] += 1,
+                Stored::Service(_) => count[1] += 1,
+                Stored::EndpointSlice(_) => count[2] += 1,
+                Stored::Endpoints(_) => count[3] += 1,
+                Stored::Secret(_) => count[4] += 1,
                 _ => {}
             }
         }
@@ -55,33 +53,33 @@ impl<'m> Index<'m> {
             let r: &'m Resource = r;
             let key = (r.namespace(), r.name());
             match &r.object {
-                Object::Ingress(o) => ix.ingresses.push((r, o)),
-                Object::IngressClass(o) => {
+                Stored::Ingress(o) => ix.ingresses.push((r, o)),
+                Stored::IngressClass(o) => {
                     ix.classes.insert(r.name(), (r, o));
                 }
-                Object::Service(o) => {
+                Stored::Service(o) => {
                     ix.services.insert(key, (r, o));
                 }
-                Object::EndpointSlice(o) => {
-                    if let Some(svc) = o.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                        ix.slices.entry((r.namespace(), svc.as_str())).or_default().push(o);
+                Stored::EndpointSlice(o) => {
+                    if let Some(svc) = o.service_name.as_deref() {
+                        ix.slices.entry((r.namespace(), svc)).or_default().push(o);
                     }
                 }
-                Object::Endpoints(o) => {
+                Stored::Endpoints(o) => {
                     ix.endpoints.insert(key, o);
                 }
-                Object::Secret(o) => {
+                Stored::Secret(o) => {
                     ix.secrets.insert(key, (r, o));
                 }
-                Object::StaticResponse(o) => {
+                Stored::StaticResponse(o) => {
                     ix.statics.insert(key, (r, o));
                 }
-                Object::ConfigMap(o) => {
+                Stored::ConfigMap(o) => {
                     ix.configmaps.insert(key, (r, o));
                 }
-                Object::ClusterIssuer(_) | Object::Issuer(_) => ix.issuers.push(r),
-                Object::Certificate(_) => ix.certificates.push(r),
-                Object::AcmeChallenge(o) => ix.challenges.push(o),
+                Stored::ClusterIssuer(_) | Stored::Issuer(_) => ix.issuers.push(r),
+                Stored::Certificate(_) => ix.certificates.push(r),
+                Stored::AcmeChallenge(o) => ix.challenges.push(o),
             }
         }
         ix

@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
 use portier_core::{FieldPath, HostMatch, Severity};
-use portier_model::{k8s_openapi, Resource};
+use portier_model::slim::Ingress;
+use portier_model::Resource;
 use portier_snapshot::{PathMatch, PathType, Route};
 
 use crate::{annotations, backends, concat, describe, tls, Cx, Part::N, Part::S};
@@ -31,7 +31,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
     let tls_hosts = compile_tls(cx, res, ing, &ann);
     let policy = cx.policy(&ann.policy);
 
-    let rules = spec.rules.as_deref().unwrap_or(&[]);
+    let rules = &*spec.rules;
     if rules.is_empty() && spec.default_backend.is_none() {
         cx.report(
             Severity::Error,
@@ -69,7 +69,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
         if !hosts_with_rules.contains(&host) {
             hosts_with_rules.push(host.clone());
         }
-        let Some(http) = rule.http.as_ref() else {
+        let Some(paths) = rule.paths.as_deref() else {
             if default_backend.is_none() {
                 cx.report(
                     Severity::Warning,
@@ -81,7 +81,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
             }
             continue;
         };
-        for (j, p) in http.paths.iter().enumerate() {
+        for (j, p) in paths.iter().enumerate() {
             // One allocation for `spec.rules[i].http.paths[j]`: at ten thousand Ingresses the
             // paths of fields cost more than the routes.
             let at = FieldPath::new(concat(&[
@@ -245,7 +245,7 @@ fn compile_tls<'m>(
     ann: &annotations::IngressAnnotations,
 ) -> HashSet<String> {
     let mut hosts_out = HashSet::new();
-    let entries = ing.spec.as_ref().and_then(|s| s.tls.as_deref()).unwrap_or(&[]);
+    let entries = ing.spec.as_ref().map_or(&[][..], |s| &s.tls);
     let ns = res.namespace();
     if let (Some(issuer), true) = (&ann.cert.issuer, entries.is_empty()) {
         cx.report(
@@ -258,13 +258,7 @@ fn compile_tls<'m>(
     }
     for (i, entry) in entries.iter().enumerate() {
         let at = FieldPath::new("spec.tls").index(i);
-        let hosts: Vec<String> = entry
-            .hosts
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
+        let hosts: Vec<String> = entry.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
         for (k, h) in hosts.iter().enumerate() {
             if let Err(e) = h.parse::<HostMatch>() {
                 cx.report(Severity::Error, res, at.field("hosts").index(k), e.to_string());
@@ -299,7 +293,7 @@ fn compile_tls<'m>(
                     duration: c.duration,
                     renew_before: c.renew_before,
                     private_key: c.private_key,
-                    labels: res.meta().labels.clone().unwrap_or_default(),
+                    labels: res.labels(),
                 },
             });
         }

@@ -1,19 +1,22 @@
-//! The model: every object portier has read, typed with `k8s-openapi`, keyed by [`ObjectRef`] and
-//! tagged with where it came from. Providers describe what they see as [`Change`]s; the
+//! The model: every object portier has read, decoded with `k8s-openapi`'s types, keyed by
+//! [`ObjectRef`] and tagged with where it came from (Ingresses, Services and EndpointSlices are kept
+//! reduced to what compile reads, [`slim`]). Providers describe what they see as [`Change`]s; the
 //! [`ModelStore`] applies them and hands out immutable [`Model`]s for compile.
 
 mod cert_manager;
 mod origin;
+pub mod slim;
 mod static_response;
 mod store;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use k8s_openapi;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use portier_core::{Diagnostic, FieldPath, Kind, ObjectRef};
 
 pub use cert_manager::{
@@ -28,20 +31,37 @@ pub use store::{order_by_id, Model, ModelStore, ProviderId};
 #[derive(Debug, Clone)]
 pub struct Resource {
     pub id: ObjectRef,
-    pub object: Object,
+    pub object: Stored,
     pub origin: Origin,
 }
 
-/// Every kind portier understands, as the Kubernetes API defines it.
-// Boxed, although objects already live behind `Arc<Resource>`: inline, every object took the
-// size of the largest kind (a Service, 824 bytes; an EndpointSlice is 432), ~0.5 KiB per host
-// more at 10,000 hosts (DHAT of `portier check`).
+/// Every kind portier understands, as the Kubernetes API defines it: what providers decode.
 #[derive(Debug, Clone)]
 pub enum Object {
     Ingress(Box<Ingress>),
     IngressClass(Box<IngressClass>),
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
+    Endpoints(Box<Endpoints>),
+    Secret(Box<Secret>),
+    ConfigMap(Box<ConfigMap>),
+    StaticResponse(Box<StaticResponse>),
+    ClusterIssuer(Box<IssuerObject>),
+    Issuer(Box<IssuerObject>),
+    Certificate(Box<Certificate>),
+    AcmeChallenge(Box<AcmeChallenge>),
+}
+
+/// What the model keeps of an [`Object`]: the kinds there are thousands of reduced to what compile
+/// reads ([`slim`]), the others whole.
+// Boxed, although objects already live behind `Arc<Resource>`: inline, every object takes the
+// size of the largest kind.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    Ingress(Box<slim::Ingress>),
+    IngressClass(Box<IngressClass>),
+    Service(Box<slim::Service>),
+    EndpointSlice(Box<slim::EndpointSlice>),
     Endpoints(Box<Endpoints>),
     Secret(Box<Secret>),
     ConfigMap(Box<ConfigMap>),
@@ -79,13 +99,9 @@ impl Resource {
             .then(|| meta.namespace.clone().unwrap_or_else(|| "default".to_owned()));
         Self {
             id: ObjectRef { kind, namespace, name },
-            object,
+            object: object.into(),
             origin,
         }
-    }
-
-    pub fn meta(&self) -> &ObjectMeta {
-        self.object.meta()
     }
 
     pub fn namespace(&self) -> &str {
@@ -94,6 +110,97 @@ impl Resource {
 
     pub fn name(&self) -> &str {
         &self.id.name
+    }
+
+    /// The value of annotation `key`. Services and EndpointSlices keep none.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        match &self.object {
+            Stored::Ingress(o) => o.annotations.get(key),
+            o => Some(o.meta()?.annotations.as_ref()?.get(key)?.as_str()),
+        }
+    }
+
+    /// Every annotation, in key order. Services and EndpointSlices keep none.
+    pub fn annotations(&self) -> Vec<(&str, &str)> {
+        match &self.object {
+            Stored::Ingress(o) => o.annotations.iter().collect(),
+            o => o
+                .meta()
+                .and_then(|m| m.annotations.as_ref())
+                .map(|a| a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The object's labels. Services and EndpointSlices keep none (a slice's Service name is
+    /// [`slim::EndpointSlice::service_name`]).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        match &self.object {
+            Stored::Ingress(o) => o.labels.to_map(),
+            o => o.meta().and_then(|m| m.labels.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn creation_timestamp(&self) -> Option<&Time> {
+        match &self.object {
+            Stored::Ingress(o) => o.creation_timestamp.as_ref(),
+            o => o.meta()?.creation_timestamp.as_ref(),
+        }
+    }
+}
+
+// === impl Stored ===
+
+impl Stored {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Stored::Ingress(_) => Kind::Ingress,
+            Stored::IngressClass(_) => Kind::IngressClass,
+            Stored::Service(_) => Kind::Service,
+            Stored::EndpointSlice(_) => Kind::EndpointSlice,
+            Stored::Endpoints(_) => Kind::Endpoints,
+            Stored::Secret(_) => Kind::Secret,
+            Stored::ConfigMap(_) => Kind::ConfigMap,
+            Stored::StaticResponse(_) => Kind::StaticResponse,
+            Stored::ClusterIssuer(_) => Kind::ClusterIssuer,
+            Stored::Issuer(_) => Kind::Issuer,
+            Stored::Certificate(_) => Kind::Certificate,
+            Stored::AcmeChallenge(_) => Kind::AcmeChallenge,
+        }
+    }
+
+    /// The metadata of the kinds kept whole; `None` for those reduced by [`slim`].
+    fn meta(&self) -> Option<&ObjectMeta> {
+        Some(match self {
+            Stored::Ingress(_) | Stored::Service(_) | Stored::EndpointSlice(_) => return None,
+            Stored::IngressClass(o) => &o.metadata,
+            Stored::Endpoints(o) => &o.metadata,
+            Stored::Secret(o) => &o.metadata,
+            Stored::ConfigMap(o) => &o.metadata,
+            Stored::StaticResponse(o) => &o.metadata,
+            Stored::ClusterIssuer(o) | Stored::Issuer(o) => &o.metadata,
+            Stored::Certificate(o) => &o.metadata,
+            Stored::AcmeChallenge(o) => &o.metadata,
+        })
+    }
+}
+
+impl From<Object> for Stored {
+    fn from(o: Object) -> Self {
+        match o {
+            Object::Ingress(o) => Stored::Ingress(Box::new((*o).into())),
+            Object::IngressClass(o) => Stored::IngressClass(o),
+            Object::Service(o) => Stored::Service(Box::new((*o).into())),
+            Object::EndpointSlice(o) => Stored::EndpointSlice(Box::new((*o).into())),
+            Object::Endpoints(o) => Stored::Endpoints(o),
+            Object::Secret(o) => Stored::Secret(o),
+            Object::ConfigMap(o) => Stored::ConfigMap(o),
+            Object::StaticResponse(o) => Stored::StaticResponse(o),
+            Object::ClusterIssuer(o) => Stored::ClusterIssuer(o),
+            Object::Issuer(o) => Stored::Issuer(o),
+            Object::Certificate(o) => Stored::Certificate(o),
+            Object::AcmeChallenge(o) => Stored::AcmeChallenge(o),
+        }
     }
 }
 

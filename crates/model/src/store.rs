@@ -186,10 +186,10 @@ fn find(objects: &[Arc<Resource>], id: &ObjectRef) -> Result<usize, usize> {
 mod tests {
     use super::*;
     use crate::{Object, Origin};
-    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::core::v1::ConfigMap;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    fn service(ns: &str, name: &str, port: &str) -> Arc<Resource> {
+    fn config_map(ns: &str, name: &str, port: &str) -> Arc<Resource> {
         let mut meta = ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(ns.to_owned()),
@@ -197,9 +197,9 @@ mod tests {
         };
         meta.labels = Some([("port".to_owned(), port.to_owned())].into());
         Arc::new(Resource::new(
-            Object::Service(Box::new(Service {
+            Object::ConfigMap(Box::new(ConfigMap {
                 metadata: meta,
-                ..Service::default()
+                ..ConfigMap::default()
             })),
             Origin::none(),
         ))
@@ -208,7 +208,7 @@ mod tests {
     fn view(model: &Model) -> Vec<String> {
         model
             .iter()
-            .map(|r| format!("{} {}", r.id, r.meta().labels.as_ref().unwrap()["port"]))
+            .map(|r| format!("{} {}", r.id, r.labels()["port"]))
             .collect()
     }
 
@@ -223,23 +223,31 @@ mod tests {
         store.apply(
             a,
             resync(vec![
-                service("ns", "z", "1"),
-                service("ns", "x", "1"),
-                service("ns", "z", "2"),
+                config_map("ns", "z", "1"),
+                config_map("ns", "x", "1"),
+                config_map("ns", "z", "2"),
             ]),
         );
-        store.apply(b, resync(vec![service("ns", "x", "3"), service("a", "y", "3")]));
-        store.apply(a, Change::Apply(service("ns", "w", "4")));
+        store.apply(b, resync(vec![config_map("ns", "x", "3"), config_map("a", "y", "3")]));
+        store.apply(a, Change::Apply(config_map("ns", "w", "4")));
         assert_eq!(
             view(&store.model()),
-            ["Service a/y 3", "Service ns/w 4", "Service ns/x 3", "Service ns/z 2"]
+            [
+                "ConfigMap a/y 3",
+                "ConfigMap ns/w 4",
+                "ConfigMap ns/x 3",
+                "ConfigMap ns/z 2"
+            ]
         );
-        store.apply(b, Change::Delete(ObjectRef::namespaced(Kind::Service, "ns", "x")));
-        store.apply(a, Change::Delete(ObjectRef::namespaced(Kind::Service, "ns", "w")));
+        store.apply(b, Change::Delete(ObjectRef::namespaced(Kind::ConfigMap, "ns", "x")));
+        store.apply(a, Change::Delete(ObjectRef::namespaced(Kind::ConfigMap, "ns", "w")));
         let model = store.model();
-        assert_eq!(view(&model), ["Service a/y 3", "Service ns/x 1", "Service ns/z 2"]);
-        let id = ObjectRef::namespaced(Kind::Service, "ns", "z");
+        assert_eq!(
+            view(&model),
+            ["ConfigMap a/y 3", "ConfigMap ns/x 1", "ConfigMap ns/z 2"]
+        );
+        let id = ObjectRef::namespaced(Kind::ConfigMap, "ns", "z");
         assert_eq!(model.get(&id).map(|r| r.id.clone()), Some(id));
-        assert!(model.get(&ObjectRef::namespaced(Kind::Service, "ns", "w")).is_none());
+        assert!(model.get(&ObjectRef::namespaced(Kind::ConfigMap, "ns", "w")).is_none());
     }
 }

@@ -27,7 +27,7 @@ use portier_acme::{
     ResponderError, RotationPolicy, SecretManifest, SecretRef, Timestamp, ACCOUNT_KEY_ANNOTATION,
 };
 use portier_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use portier_model::{AcmeChallenge, Change, Object, Origin, ProviderId, Resource};
+use portier_model::{AcmeChallenge, Change, Object, Origin, ProviderId, Resource, Stored};
 use portier_provider_files::FileProvider;
 use portier_snapshot::certificates::{CurrentCertificate, DemandedCertificate};
 use portier_snapshot::SnapshotCell;
@@ -441,12 +441,7 @@ pub fn scan_state(dir: &Path) -> Option<Change> {
 
 /// An account key Secret [`FileStorage`] wrote (annotated `portier.dev/acme-account-key: "true"`).
 fn is_account_key(r: &Resource) -> bool {
-    matches!(r.object, Object::Secret(_))
-        && r.meta()
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ACCOUNT_KEY_ANNOTATION))
-            .is_some_and(|v| v == "true")
+    matches!(r.object, Stored::Secret(_)) && r.annotation(ACCOUNT_KEY_ANNOTATION) == Some("true")
 }
 
 fn reload_state(dir: &Path, inbox: &Inbox) {

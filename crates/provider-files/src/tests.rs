@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portier_core::{FieldPath, Kind, ObjectRef};
-use portier_model::{Change, Object, Resource};
+use portier_model::{Change, Resource, Stored};
 
 use super::*;
 
@@ -305,7 +305,7 @@ fn objects_read_like_kubectl_reads_them() {
 fn keys_and_merges_keep_their_values() {
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels:\n    1: x\n  annotations:\n    <<: [{a: base, b: base}]\n    b: own\ndata:\n  true: yes\n  port: \"80\"\n";
     let parsed = parse_manifests("a.yaml", text);
-    let Some(Object::ConfigMap(cm)) = parsed.resources.first().map(|r| &r.object) else {
+    let Some(Stored::ConfigMap(cm)) = parsed.resources.first().map(|r| &r.object) else {
         panic!("{:?}", parsed.diagnostics)
     };
     let labels = cm.metadata.labels.clone().unwrap_or_default();
