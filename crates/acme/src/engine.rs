@@ -16,7 +16,7 @@ use crate::dns01::{challenge_record, DnsError, Rfc2136Client};
 use crate::error::{challenge_cause, classify_problem, AcmeError, ProblemKind};
 use crate::http01::Http01Responder;
 use crate::issuer::{select_solver, CertificateRequest, Issuer, SecretRef, SolverKind};
-use crate::keys::{account_key_pkcs8, certificate_key, csr_der, leaf_validity};
+use crate::keys::{certificate_key, csr_der, leaf_validity};
 use crate::schedule::{renewal_time, Backoff};
 use crate::status::{
     Attempt, AttemptOutcome, CertificateStatus, ChallengeKind, ChallengeState, ChallengeStatus, ConditionStatus,
@@ -24,6 +24,7 @@ use crate::status::{
 };
 use crate::storage::Storage;
 use crate::transport::account_builder;
+use portier_snapshot::account_key::account_key_pkcs8;
 
 /// Issues certificates. Cheap to clone; clones share accounts, statuses and the order limit.
 #[derive(Clone)]
@@ -378,9 +379,9 @@ impl Engine {
             Some(pem) => {
                 let der = account_key_pkcs8(&pem).map_err(|why| {
                     config(if from_user {
-                        format!("privateKeySecretRef {secret} (the Secret in the configuration): {why}; put an ECDSA P-256 key in it, or remove it to let portier register a new account")
+                        format!("privateKeySecretRef {secret} (the Secret in the configuration) holds {why}; put an ECDSA P-256 key in it, or remove it to let portier register a new account")
                     } else {
-                        format!("privateKeySecretRef {secret} (stored under --state-dir): {why}; delete the Secret to register a new account")
+                        format!("privateKeySecretRef {secret} (stored under --state-dir) holds {why}; delete the Secret to register a new account")
                     })
                 })?;
                 let key = || {

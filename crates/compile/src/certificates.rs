@@ -615,13 +615,13 @@ fn account_key(
         ));
         return None;
     };
-    if let Err(why) = check_account_key(&pem) {
+    if let Err(why) = portier_snapshot::account_key::account_key_pkcs8(&pem) {
         cx.report(
             Severity::Error,
             res,
             field.clone(),
             format!(
-                "Secret {ns}/{} {key:?} {why}, so {issuer} cannot use this ACME account; {keep}",
+                "Secret {ns}/{} {key:?} holds {why}, so {issuer} cannot use this ACME account; {keep}",
                 sel.name
             ),
         )
@@ -631,36 +631,6 @@ fn account_key(
         return None;
     }
     Some(Some(SecretBytes(pem)))
-}
-
-/// Whether portier's ACME client can sign with this account key. instant-acme 0.8 (its JWS
-/// signer) takes ECDSA P-256 keys only; PKCS#8 and SEC1 (`EC PRIVATE KEY`) PEM both work.
-/// cert-manager's own account keys are RSA (it accepts nothing else), so they cannot be used.
-fn check_account_key(pem: &[u8]) -> Result<(), String> {
-    use rustls::crypto::aws_lc_rs::sign::any_supported_type;
-    use rustls::{SignatureAlgorithm, SignatureScheme};
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::PrivateKeyDer;
-
-    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            "holds no PEM private key (PKCS#8 PRIVATE KEY or SEC1 EC PRIVATE KEY)".to_owned()
-        }
-        other => format!("is not a PEM private key ({other})"),
-    })?;
-    let key = any_supported_type(&der).map_err(|e| format!("holds a private key that cannot be loaded ({e})"))?;
-    let unsupported = |what: &str| {
-        format!("holds {what}; portier's ACME client (instant-acme 0.8) signs with ECDSA P-256 account keys only")
-    };
-    match key.algorithm() {
-        SignatureAlgorithm::ECDSA if key.choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256]).is_some() => Ok(()),
-        SignatureAlgorithm::ECDSA => Err(unsupported("an ECDSA key on a curve other than P-256")),
-        SignatureAlgorithm::RSA => Err(unsupported(
-            "an RSA key (the kind cert-manager creates for ACME accounts)",
-        )),
-        SignatureAlgorithm::ED25519 => Err(unsupported("an Ed25519 key")),
-        other => Err(unsupported(&format!("a {other:?} key"))),
-    }
 }
 
 /// An `http01.ingress` class naming another controller is reported: portier answers anyway.

@@ -321,7 +321,7 @@ spec:
                 "le-account-key",
                 &format!("stringData: {{tls.key: {}}}", json(&p384)),
             ),
-            Err(&["curve other than P-256"]),
+            Err(&["ECDSA P-384 key", "ECDSA P-256 account keys only"]),
         ),
     ];
     for (case, secrets, want) in cases {

@@ -2,6 +2,7 @@
 //! published with one atomic store. The data plane loads it once per request and keeps it for the
 //! whole exchange, so routes, certificates and clusters always change together (STYLE.md §2).
 
+pub mod account_key;
 mod cell;
 pub mod certificates;
 mod cluster;
