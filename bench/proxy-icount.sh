@@ -15,20 +15,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
 D=$(mktemp -d /tmp/portier-icount.XXXX)
-BODY=$(python3 -c 'print("x"*255)')
-temp() { for k in client_body proxy fastcgi uwsgi scgi; do echo "  ${k}_temp_path $D/tmp-$k;"; done; }
-cat > $D/up.conf <<C
-worker_processes 1; daemon off; pid $D/up.pid; error_log $D/up.err warn;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-$(temp)
- server { listen 127.0.0.1:18101; location / { default_type text/plain; return 200 "$BODY"; } } }
-C
+. "$HERE/lib.sh"
 cat > $D/px.conf <<C
 master_process off; worker_processes 1; daemon off; pid $D/px.pid; error_log $D/px.err warn;
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-$(temp)
+$(nginx_temp_paths)
  proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
  upstream backend { server 127.0.0.1:18101; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
@@ -37,13 +29,9 @@ $(temp)
  server { listen 127.0.0.1:18543 ssl http2; server_name bench.example.test; ssl_certificate $D/c.pem; ssl_certificate_key $D/k.pem;
   ssl_protocols TLSv1.3; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
 C
-nginx -c $D/up.conf -p $D >/dev/null 2>&1 & UP=$!
+start_upstream
 trap 'kill $UP 2>/dev/null || true' EXIT
-cat > $D/routes.json <<C
-{"listen": {"http": "127.0.0.1:18180", "https": "127.0.0.1:18543"}, "tls": {"cert": "$D/c.pem", "key": "$D/k.pem"},
- "upstreams": {"backend": ["127.0.0.1:18101"]}, "routes": [{"host": "bench.example.test", "path_prefix": "/api/", "upstream": "backend"}]}
-C
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $D/k.pem -out $D/c.pem -days 2 -subj /CN=bench.example.test -addext subjectAltName=DNS:bench.example.test 2>/dev/null
+write_route
 load() {
   if [ -n "${H2:-}" ]; then
     h2load -n $1 -c 4 -m 10 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
@@ -62,11 +50,5 @@ measure() { # name cmd...
   echo "$name: $(( tot / N )) instructions/request  (total $tot)"
 }
 [ -n "${SKIP_NGINX:-}" ] || measure nginx nginx -c $D/px.conf -p $D
-python3 - "$D" "$HERE" <<'P'
-import sys
-sys.path.insert(0, sys.argv[2])
-import candidate
-candidate.write_manifests(sys.argv[1] + "/routes.json", sys.argv[1])
-P
 measure portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log "${PORTIER_ACCESS_LOG:-off}"
 echo "callgrind files: $D"

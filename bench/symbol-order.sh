@@ -18,23 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 ORDER=$ROOT/crates/portier/symbol-order.txt
 
-coverage() { # BIN -> prints share, returns 1 under 80%
-    python3 - "$1" "$ORDER" <<'P'
-import subprocess, sys
-binp, order = sys.argv[1], sys.argv[2]
-listed = [l for l in open(order).read().split() if l]
-have = set()
-for line in subprocess.run(["nm", "--defined-only", binp], capture_output=True, text=True,
-                           check=True).stdout.splitlines():
-    p = line.split()
-    if len(p) == 3:
-        have.add(p[2])
-n = sum(1 for s in listed if s in have)
-share = n / max(len(listed), 1)
-print(f"{n} of {len(listed)} listed functions are in {binp} ({share:.0%})")
-sys.exit(0 if share >= 0.8 else 1)
-P
-}
+coverage() { python3 "$HERE/symbol_order.py" check "$1" "$ORDER"; } # exits 1 under 80%
 
 if [ "${1:-}" = "--check" ]; then
     coverage "${2:-$ROOT/target/release/portier}"
@@ -45,29 +29,11 @@ cd "$ROOT"
 cargo build --release -p portier
 BIN=$ROOT/target/release/portier
 D=$(mktemp -d /tmp/portier-order.XXXX)
-BODY=$(python3 -c 'print("x"*255)')
-cat > $D/up.conf <<C
-worker_processes 1; daemon off; pid $D/up.pid; error_log $D/up.err warn;
-events { worker_connections 1024; }
-http { access_log off;
-$(for k in client_body proxy fastcgi uwsgi scgi; do echo "  ${k}_temp_path $D/tmp-$k;"; done)
- server { listen 127.0.0.1:18101; location / { default_type text/plain; return 200 "$BODY"; } } }
-C
-nginx -c $D/up.conf -p $D >/dev/null 2>&1 & UP=$!
+. "$HERE/lib.sh"
 P=
+start_upstream
 trap 'kill $UP 2>/dev/null || true; [ -z "$P" ] || kill $P 2>/dev/null || true' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $D/k.pem -out $D/c.pem \
-    -days 2 -subj /CN=bench.example.test -addext subjectAltName=DNS:bench.example.test 2>/dev/null
-cat > $D/routes.json <<C
-{"listen": {"http": "127.0.0.1:18180", "https": "127.0.0.1:18543"}, "tls": {"cert": "$D/c.pem", "key": "$D/k.pem"},
- "upstreams": {"backend": ["127.0.0.1:18101"]}, "routes": [{"host": "bench.example.test", "path_prefix": "/api/", "upstream": "backend"}]}
-C
-python3 - "$D" "$HERE" <<'P'
-import sys
-sys.path.insert(0, sys.argv[2])
-import candidate
-candidate.write_manifests(sys.argv[1] + "/routes.json", sys.argv[1])
-P
+write_route
 
 # Two profiles: start-up until the first request is answered (dumped to out.1), then serving.
 valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file=$D/out \
@@ -95,49 +61,7 @@ sleep 2
 curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/x
 kill -TERM $P; wait $P || true; P=
 
-python3 - "$BIN" "$ORDER" "$D/out" "$D/out.1" <<'P'
-import re, subprocess, sys
-binp, order, profiles = sys.argv[1], sys.argv[2], sys.argv[3:]
-
-def self_cost(path):
-    """Exclusive instruction count per function name (callgrind's compressed names resolved)."""
-    names, cost, cur, call_line = {}, {}, None, False
-    for line in open(path):
-        if line.startswith(("fn=", "cfn=")):
-            m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
-            if m.group(2) is not None:
-                names[m.group(1)] = m.group(2).strip()
-            if line.startswith("fn="):
-                cur = names[m.group(1)]
-                cost.setdefault(cur, 0)
-            continue
-        if line.startswith("calls="):
-            call_line = True  # the next cost line is the call's inclusive cost
-            continue
-        if line[:1].isdigit() or line[:1] in "+-*":
-            if call_line:
-                call_line = False
-            elif cur is not None:
-                parts = line.split()
-                if len(parts) >= 2:
-                    cost[cur] += int(parts[1])
-    return cost
-
-defined = set()
-for line in subprocess.run(["nm", "--defined-only", binp], capture_output=True, text=True,
-                           check=True).stdout.splitlines():
-    p = line.split()
-    if len(p) == 3 and p[1] in "tTwW":
-        defined.add(p[2])
-out, seen = [], set()
-for path in profiles:  # serving first, then start-up
-    for name, _ in sorted(self_cost(path).items(), key=lambda kv: -kv[1]):
-        if name in defined and name not in seen:
-            seen.add(name)
-            out.append(name)
-open(order, "w").write("\n".join(out) + "\n")
-print(f"{order}: {len(out)} functions")
-P
+python3 "$HERE/symbol_order.py" write "$BIN" "$ORDER" "$D/out" "$D/out.1"
 cargo build --release -p portier
 coverage "$BIN"
 rm -rf "$D"

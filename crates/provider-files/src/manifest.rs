@@ -400,7 +400,7 @@ fn cuts(text: &str) -> Option<Vec<(usize, u32)>> {
 const GROUP: u32 = 16;
 
 /// Most documents in one chunk, when the content-defined ends are far apart.
-const MAX_GROUP: usize = 4 * GROUP as usize;
+pub(crate) const MAX_GROUP: usize = 4 * GROUP as usize;
 
 /// The cuts of [`cuts`] that start a chunk. A chunk ends after a document whose text hashes to a
 /// multiple of [`GROUP`]: the ends move with the documents, so adding or removing one changes

@@ -580,10 +580,11 @@ fn chunks_group_documents_and_an_edit_parses_only_its_own() {
     let text: String = (0..n)
         .map(|i| format!("---\n{}", service(&format!("s{i:03}"))))
         .collect();
+    let max = manifest::MAX_GROUP;
     let first = manifest::parse_chunks(&file, &text, &[]).unwrap();
     assert_eq!(manifest::resources(&first).count(), n);
     assert!(
-        first.len() > n / 64 && first.len() < n / 4,
+        first.len() > n / max && first.len() < n / 4,
         "{} chunks for {n} documents",
         first.len()
     );
@@ -595,7 +596,7 @@ fn chunks_group_documents_and_an_edit_parses_only_its_own() {
         .zip(manifest::resources(&second))
         .filter(|(a, b)| Arc::ptr_eq(a, b))
         .count();
-    assert!(same < n && same >= n - 2 * 64, "{same} of {n} objects reused");
+    assert!(same < n && same >= n - 2 * max, "{same} of {n} objects reused");
     assert_eq!(
         outcome(manifest::parse_chunks(&file, &edited, &first)),
         outcome(manifest::whole(&file, &edited))
@@ -611,7 +612,7 @@ fn chunks_group_documents_and_an_edit_parses_only_its_own() {
         .zip(manifest::resources(&third))
         .take_while(|(a, b)| Arc::ptr_eq(a, b))
         .count();
-    assert!(before >= 200 - 64, "only {before} objects before the insertion reused");
+    assert!(before >= 200 - max, "only {before} objects before the insertion reused");
     assert_eq!(
         outcome(manifest::parse_chunks(&file, &inserted, &first)),
         outcome(manifest::whole(&file, &inserted))

@@ -1,0 +1,42 @@
+# Set-up shared by bench/proxy-icount.sh and bench/symbol-order.sh; source it with D (a work
+# directory) and HERE (bench/) set.
+#
+# One route, bench.example.test/api/ on 127.0.0.1:18180 (HTTPS 18543), to an nginx upstream on
+# 127.0.0.1:18101 that answers 255 bytes: the same shape as the peer harness's h1 scenarios.
+
+# nginx's temporary directories inside $D, so that it needs no write access elsewhere.
+nginx_temp_paths() {
+    for k in client_body proxy fastcgi uwsgi scgi; do echo "  ${k}_temp_path $D/tmp-$k;"; done
+}
+
+# Starts the upstream; sets UP to its pid (the caller kills it).
+start_upstream() {
+    local body
+    body=$(python3 -c 'print("x"*255)')
+    cat > "$D/up.conf" <<C
+worker_processes 1; daemon off; pid $D/up.pid; error_log $D/up.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+$(nginx_temp_paths)
+ server { listen 127.0.0.1:18101; location / { default_type text/plain; return 200 "$body"; } } }
+C
+    nginx -c "$D/up.conf" -p "$D" >/dev/null 2>&1 &
+    UP=$!
+}
+
+# $D/c.pem and $D/k.pem for bench.example.test, then $D/routes.json (the harness's routes file)
+# and portier's manifests for it in $D/manifests.
+write_route() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/k.pem" -out "$D/c.pem" \
+        -days 2 -subj /CN=bench.example.test -addext subjectAltName=DNS:bench.example.test 2>/dev/null
+    cat > "$D/routes.json" <<C
+{"listen": {"http": "127.0.0.1:18180", "https": "127.0.0.1:18543"}, "tls": {"cert": "$D/c.pem", "key": "$D/k.pem"},
+ "upstreams": {"backend": ["127.0.0.1:18101"]}, "routes": [{"host": "bench.example.test", "path_prefix": "/api/", "upstream": "backend"}]}
+C
+    python3 - "$D" "$HERE" <<'P'
+import sys
+sys.path.insert(0, sys.argv[2])
+import candidate
+candidate.write_manifests(sys.argv[1] + "/routes.json", sys.argv[1])
+P
+}

@@ -1,0 +1,71 @@
+"""The two halves of bench/symbol-order.sh that read the binary and the profiles.
+
+  symbol_order.py check BIN ORDER             share of ORDER's names BIN defines; exit 1 under 80%
+  symbol_order.py write BIN ORDER PROFILE...  ORDER from callgrind profiles, costliest first
+"""
+import re
+import subprocess
+import sys
+
+
+def defined(binp: str, text_only: bool) -> set:
+    """Symbols BIN defines (with text_only, only functions: the linker orders nothing else)."""
+    out = set()
+    for line in subprocess.run(["nm", "--defined-only", binp], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        p = line.split()
+        if len(p) == 3 and (not text_only or p[1] in "tTwW"):
+            out.add(p[2])
+    return out
+
+
+def self_cost(path: str) -> dict:
+    """Exclusive instruction count per function name (callgrind's compressed names resolved)."""
+    names, cost, cur, call_line = {}, {}, None, False
+    for line in open(path):
+        if line.startswith(("fn=", "cfn=")):
+            m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+            if m.group(2) is not None:
+                names[m.group(1)] = m.group(2).strip()
+            if line.startswith("fn="):
+                cur = names[m.group(1)]
+                cost.setdefault(cur, 0)
+            continue
+        if line.startswith("calls="):
+            call_line = True  # the next cost line is the call's inclusive cost
+            continue
+        if line[:1].isdigit() or line[:1] in "+-*":
+            if call_line:
+                call_line = False
+            elif cur is not None:
+                parts = line.split()
+                if len(parts) >= 2:
+                    cost[cur] += int(parts[1])
+    return cost
+
+
+def check(binp: str, order: str) -> int:
+    listed = [name for name in open(order).read().split() if name]
+    have = defined(binp, text_only=False)
+    n = sum(1 for s in listed if s in have)
+    share = n / max(len(listed), 1)
+    print(f"{n} of {len(listed)} listed functions are in {binp} ({share:.0%})")
+    return 0 if share >= 0.8 else 1
+
+
+def write(binp: str, order: str, profiles: list) -> int:
+    have = defined(binp, text_only=True)
+    out, seen = [], set()
+    for path in profiles:  # in the order given: serving first, then start-up
+        for name, _ in sorted(self_cost(path).items(), key=lambda kv: -kv[1]):
+            if name in have and name not in seen:
+                seen.add(name)
+                out.append(name)
+    open(order, "w").write("\n".join(out) + "\n")
+    print(f"{order}: {len(out)} functions")
+    return 0
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    sys.exit(check(*args) if cmd == "check" else write(args[0], args[1], args[2:]))
