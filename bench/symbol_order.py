@@ -3,6 +3,7 @@
   symbol_order.py check BIN ORDER             share of ORDER's names BIN defines; exit 1 under 80%
   symbol_order.py write BIN ORDER PROFILE...  ORDER from callgrind profiles, costliest first
 """
+import os
 import re
 import subprocess
 import sys
@@ -53,6 +54,25 @@ def check(binp: str, order: str) -> int:
     return 0 if share >= 0.8 else 1
 
 
+def fnv1a(data: bytes) -> int:
+    """FNV-1a, 64 bits, as crates/portier/build.rs computes it."""
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def write_stamp(order: str) -> None:
+    """What the names depend on besides the code: build.rs warns when either differs."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    lock = fnv1a(open(os.path.join(root, "Cargo.lock"), "rb").read())
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True, check=True,
+                           cwd=root).stdout.strip()
+    with open(os.path.splitext(order)[0] + ".stamp", "w") as f:
+        f.write(f"# what symbol-order.txt was written for (bench/symbol-order.sh)\n"
+                f"toolchain {rustc}\ncargo-lock-fnv1a {lock:016x}\n")
+
+
 def write(binp: str, order: str, profiles: list) -> int:
     have = defined(binp, text_only=True)
     out, seen = [], set()
@@ -62,6 +82,7 @@ def write(binp: str, order: str, profiles: list) -> int:
                 seen.add(name)
                 out.append(name)
     open(order, "w").write("\n".join(out) + "\n")
+    write_stamp(order)
     print(f"{order}: {len(out)} functions")
     return 0
 
