@@ -67,76 +67,56 @@ fn ecdsa_curve(loads: impl Fn(&'static aws_lc_rs::signature::EcdsaSigningAlgorit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{KeyPair, RsaKeySize};
-
-    /// The content of element `n` inside the outer SEQUENCE of `der`: element 2 of a PKCS#8 key
-    /// is the OCTET STRING holding the SEC1 or PKCS#1 key.
-    fn nth_element(der: &[u8], n: usize) -> Vec<u8> {
-        fn header(d: &[u8]) -> (usize, usize) {
-            let first = d[1] as usize;
-            if first < 0x80 {
-                (2, first)
-            } else {
-                let k = first & 0x7f;
-                let len = d[2..2 + k].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
-                (2 + k, len)
-            }
-        }
-        let (h, _) = header(der);
-        let mut rest = &der[h..];
-        for _ in 0..n {
-            let (h, l) = header(rest);
-            rest = &rest[h + l..];
-        }
-        let (h, l) = header(rest);
-        rest[h..h + l].to_vec()
-    }
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::KeyPair as _;
 
     fn pem(label: &str, der: &[u8]) -> String {
-        let b64 = base64_encode(der);
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap_or_default())
-            .collect();
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
     }
 
-    fn base64_encode(der: &[u8]) -> String {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(der)
+    /// An ECDSA key as PKCS#8 and as SEC1 (`openssl ecparam -genkey`) PEM.
+    fn ecdsa(alg: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm) -> (EcdsaKeyPair, String, String) {
+        let pair = EcdsaKeyPair::generate(alg).expect("generate");
+        let pkcs8 = pem("PRIVATE KEY", pair.to_pkcs8v1().expect("PKCS#8").as_ref());
+        let sec1 = pem("EC PRIVATE KEY", pair.private_key().as_der().expect("SEC1").as_ref());
+        (pair, pkcs8, sec1)
     }
 
     #[test]
     fn account_keys_must_be_ecdsa_p256() {
-        let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256");
-        let pkcs8 = account_key_pkcs8(p256.serialize_pem().as_bytes()).expect("PKCS#8 P-256 is used as is");
-        assert_eq!(pkcs8.secret_pkcs8_der(), p256.serialized_der());
-
-        // The same key as SEC1 (`openssl ecparam -genkey`): the PKCS#8 body's OCTET STRING.
-        let sec1 = pem("EC PRIVATE KEY", &nth_element(p256.serialized_der(), 2));
+        let (p256, pkcs8, sec1) = ecdsa(&ECDSA_P256_SHA256_FIXED_SIGNING);
+        let der = account_key_pkcs8(pkcs8.as_bytes()).expect("PKCS#8 P-256 is used as is");
+        assert_eq!(pem("PRIVATE KEY", der.secret_pkcs8_der()), pkcs8);
         let wrapped = account_key_pkcs8(sec1.as_bytes()).expect("SEC1 P-256 is wrapped in PKCS#8");
-        let same = KeyPair::try_from(&PrivateKeyDer::Pkcs8(wrapped)).expect("parses");
+        let same =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, wrapped.secret_pkcs8_der()).expect("loads");
         assert_eq!(
-            same.public_key_raw(),
-            p256.public_key_raw(),
+            same.public_key().as_ref(),
+            p256.public_key().as_ref(),
             "the same key, so the same account"
         );
 
-        let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048).expect("RSA");
-        let pkcs1 = pem("RSA PRIVATE KEY", &nth_element(rsa.serialized_der(), 2));
-        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("P-384");
-        let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519");
+        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA");
+        let rsa: Pkcs8V1Der<'_> = rsa.as_der().expect("PKCS#8");
+        let (_, p384, p384_sec1) = ecdsa(&ECDSA_P384_SHA384_FIXED_SIGNING);
+        let ed = Ed25519KeyPair::generate()
+            .expect("Ed25519")
+            .to_pkcs8v1()
+            .expect("PKCS#8");
         for (name, text, want) in [
-            ("PKCS#1 RSA (cert-manager's)", pkcs1, "RSA"),
-            ("PKCS#8 RSA", rsa.serialize_pem(), "RSA"),
-            ("P-384", p384.serialize_pem(), "P-384"),
+            // The label alone decides: what cert-manager writes for its ACME accounts.
             (
-                "SEC1 P-384",
-                pem("EC PRIVATE KEY", &nth_element(p384.serialized_der(), 2)),
-                "P-384",
+                "PKCS#1 RSA (cert-manager's)",
+                pem("RSA PRIVATE KEY", b"\x30\x00"),
+                "RSA",
             ),
-            ("Ed25519", ed.serialize_pem(), "Ed25519"),
+            ("PKCS#8 RSA", pem("PRIVATE KEY", rsa.as_ref()), "RSA"),
+            ("P-384", p384, "P-384"),
+            ("SEC1 P-384", p384_sec1, "P-384"),
+            ("Ed25519", pem("PRIVATE KEY", ed.as_ref()), "Ed25519"),
             ("garbage", "not a key".to_owned(), "no PEM private key"),
         ] {
             let err = account_key_pkcs8(text.as_bytes()).expect_err(name);
