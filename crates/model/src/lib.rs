@@ -152,23 +152,6 @@ impl Resource {
 // === impl Stored ===
 
 impl Stored {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Stored::Ingress(_) => Kind::Ingress,
-            Stored::IngressClass(_) => Kind::IngressClass,
-            Stored::Service(_) => Kind::Service,
-            Stored::EndpointSlice(_) => Kind::EndpointSlice,
-            Stored::Endpoints(_) => Kind::Endpoints,
-            Stored::Secret(_) => Kind::Secret,
-            Stored::ConfigMap(_) => Kind::ConfigMap,
-            Stored::StaticResponse(_) => Kind::StaticResponse,
-            Stored::ClusterIssuer(_) => Kind::ClusterIssuer,
-            Stored::Issuer(_) => Kind::Issuer,
-            Stored::Certificate(_) => Kind::Certificate,
-            Stored::AcmeChallenge(_) => Kind::AcmeChallenge,
-        }
-    }
-
     /// The metadata of the kinds kept whole; `None` for those reduced by [`slim`].
     fn meta(&self) -> Option<&ObjectMeta> {
         Some(match self {
@@ -237,22 +220,6 @@ impl Object {
             Object::ClusterIssuer(o) | Object::Issuer(o) => &o.metadata,
             Object::Certificate(o) => &o.metadata,
             Object::AcmeChallenge(o) => &o.metadata,
-        }
-    }
-
-    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Object::Ingress(o) => &mut o.metadata,
-            Object::IngressClass(o) => &mut o.metadata,
-            Object::Service(o) => &mut o.metadata,
-            Object::EndpointSlice(o) => &mut o.metadata,
-            Object::Endpoints(o) => &mut o.metadata,
-            Object::Secret(o) => &mut o.metadata,
-            Object::ConfigMap(o) => &mut o.metadata,
-            Object::StaticResponse(o) => &mut o.metadata,
-            Object::ClusterIssuer(o) | Object::Issuer(o) => &mut o.metadata,
-            Object::Certificate(o) => &mut o.metadata,
-            Object::AcmeChallenge(o) => &mut o.metadata,
         }
     }
 
