@@ -37,6 +37,13 @@ pub fn parse_manifests(file: &str, text: &str) -> Parsed {
     })
 }
 
+/// For the fuzz target: a text read by serde_json ([`yaml`]'s fast path for JSON) gives the values
+/// the YAML loader gives. Panics when they differ.
+#[cfg(fuzzing)]
+pub fn check_json_fast_path(text: &str) {
+    yaml::check_json_fast_path(text);
+}
+
 // A failed unwrap is how a test reports a broken fixture; the lint guards input handling.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
