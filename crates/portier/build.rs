@@ -32,7 +32,7 @@ fn main() {
         }
         if let Some(why) = stale() {
             println!(
-                "cargo:warning=crates/portier/symbol-order.txt was written for {why}; the release binary is only partly ordered (more resident memory) until bench/symbol-order.sh regenerates it"
+                "cargo:warning=crates/portier/symbol-order.txt was written for {why}; if bench/symbol-order.sh --check reports under 99% of its names in the binary (and then it also records this Cargo.lock), the binary is only partly ordered (more resident memory) until bench/symbol-order.sh regenerates it"
             );
         }
     }
