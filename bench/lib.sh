@@ -1,5 +1,5 @@
-# Set-up shared by bench/proxy-icount.sh and bench/symbol-order.sh; source it with D (a work
-# directory) and HERE (bench/) set.
+# Set-up shared by bench/proxy-icount.sh, bench/syscalls.sh and bench/symbol-order.sh; source it
+# with D (a work directory) and HERE (bench/) set.
 #
 # One route, bench.example.test/api/ on 127.0.0.1:18180 (HTTPS 18543), to an nginx upstream on
 # 127.0.0.1:18101 that answers 255 bytes: the same shape as the peer harness's h1 scenarios.
@@ -39,4 +39,23 @@ sys.path.insert(0, sys.argv[2])
 import candidate
 candidate.write_manifests(sys.argv[1] + "/routes.json", sys.argv[1])
 P
+}
+
+# $D/px.conf: nginx as the proxy under comparison, one worker, with the route above over
+# HTTP/1.1 (18180) and HTTP/2 over TLS 1.3 (18543), keep-alive to the upstream. Call after
+# write_route (it names the certificate).
+write_nginx_proxy() {
+    cat > $D/px.conf <<C
+master_process off; worker_processes 1; daemon off; pid $D/px.pid; error_log $D/px.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+$(nginx_temp_paths)
+ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
+ proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+ upstream backend { server 127.0.0.1:18101; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
+ server { listen 127.0.0.1:18180 default_server; server_name _; return 404; }
+ server { listen 127.0.0.1:18180; server_name bench.example.test; location /api/ { proxy_pass http://backend; } location / { return 404; } }
+ server { listen 127.0.0.1:18543 ssl http2; server_name bench.example.test; ssl_certificate $D/c.pem; ssl_certificate_key $D/k.pem;
+  ssl_protocols TLSv1.3; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
+C
 }

@@ -16,22 +16,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
 D=$(mktemp -d /tmp/portier-icount.XXXX)
 . "$HERE/lib.sh"
-cat > $D/px.conf <<C
-master_process off; worker_processes 1; daemon off; pid $D/px.pid; error_log $D/px.err warn;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-$(nginx_temp_paths)
- proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
- proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
- upstream backend { server 127.0.0.1:18101; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
- server { listen 127.0.0.1:18180 default_server; server_name _; return 404; }
- server { listen 127.0.0.1:18180; server_name bench.example.test; location /api/ { proxy_pass http://backend; } location / { return 404; } }
- server { listen 127.0.0.1:18543 ssl http2; server_name bench.example.test; ssl_certificate $D/c.pem; ssl_certificate_key $D/k.pem;
-  ssl_protocols TLSv1.3; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
-C
 start_upstream
 trap 'kill $UP 2>/dev/null || true' EXIT
 write_route
+write_nginx_proxy
 load() {
   if [ -n "${H2:-}" ]; then
     h2load -n $1 -c 4 -m 10 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2

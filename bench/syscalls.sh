@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# System calls per proxied HTTP/1.1 request, nginx and portier one after the other (strace -c on
+# the one worker while N requests run on 16 keep-alive connections, after a warm-up): tells
+# kernel-side work apart from user-space instructions (bench/proxy-icount.sh).
+#
+#   bench/syscalls.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
+#
+# Needs: strace, nginx, h2load (nghttp2-client), curl, openssl, python3. Same ports as
+# bench/proxy-icount.sh.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
+D=$(mktemp -d /tmp/portier-syscalls.XXXX)
+. "$HERE/lib.sh"
+start_upstream
+trap 'kill $UP 2>/dev/null || true' EXIT
+write_route
+write_nginx_proxy
+load() { h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2; }
+wait_up() { for i in $(seq 200); do curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return; sleep 0.1; done; echo "not up"; exit 1; }
+run() { local name=$1; shift
+  "$@" > $D/$name.log 2>&1 & local P=$!
+  wait_up; load 2000
+  strace -c -f -p $P -o $D/$name.strace & local S=$!
+  sleep 0.5; load $N; sleep 0.3; kill -INT $S; wait $S || true
+  kill -TERM $P; wait $P || true; sleep 0.3
+  echo "== $name (per request, $N requests)"
+  awk -v n=$N '/^ *[0-9]/ && NF>=5 { name=$NF; calls=$4; if ($5 ~ /^[0-9]+$/) {errs=$5} else {errs=0}; printf "  %-16s %6.2f calls/req  %6.2f errors/req\n", name, calls/n, errs/n }' $D/$name.strace | sort -k2 -rn | head -12
+}
+run nginx nginx -c $D/px.conf -p $D
+run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log off
