@@ -59,3 +59,21 @@ $(nginx_temp_paths)
   ssl_protocols TLSv1.3; location /api/ { proxy_pass http://backend; } location / { return 404; } } }
 C
 }
+
+# Waits until the proxy on 18180 answers for the route (20 s at most).
+wait_up() {
+    for _ in $(seq 200); do
+        curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return
+        sleep 0.1
+    done
+    echo "not up" >&2
+    exit 1
+}
+
+# All of the above for a one-route comparison of nginx and portier; the upstream is killed on exit.
+setup_comparison() {
+    start_upstream
+    trap 'kill $UP 2>/dev/null || true' EXIT
+    write_route
+    write_nginx_proxy
+}

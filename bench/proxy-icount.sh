@@ -16,10 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
 D=$(mktemp -d /tmp/portier-icount.XXXX)
 . "$HERE/lib.sh"
-start_upstream
-trap 'kill $UP 2>/dev/null || true' EXIT
-write_route
-write_nginx_proxy
+setup_comparison
 load() {
   if [ -n "${H2:-}" ]; then
     h2load -n $1 -c 4 -m 10 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
@@ -27,7 +24,6 @@ load() {
     h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
   fi
 }
-wait_up() { for i in $(seq 200); do curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return; sleep 0.1; done; echo "not up"; exit 1; }
 measure() { # name cmd...
   local name=$1; shift
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$D/$name.out "$@" > $D/$name.log 2>&1 & local P=$!

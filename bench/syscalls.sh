@@ -12,12 +12,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
 D=$(mktemp -d /tmp/portier-syscalls.XXXX)
 . "$HERE/lib.sh"
-start_upstream
-trap 'kill $UP 2>/dev/null || true' EXIT
-write_route
-write_nginx_proxy
+setup_comparison
 load() { h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2; }
-wait_up() { for i in $(seq 200); do curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return; sleep 0.1; done; echo "not up"; exit 1; }
 run() { local name=$1; shift
   "$@" > $D/$name.log 2>&1 & local P=$!
   wait_up; load 2000
