@@ -382,9 +382,7 @@ fn cuts(text: &str) -> Option<Vec<(usize, u32)>> {
         if l.starts_with('%') || body.contains('\r') {
             return None;
         }
-        let marker = l
-            .strip_prefix("---")
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']));
+        let marker = yaml::starts_document(l);
         if marker && offset > 0 {
             cuts.push((offset, line));
         }

@@ -107,9 +107,7 @@ fn json_documents(text: &str, line_offset: u32) -> Option<Vec<Document>> {
         if l.starts_with(['%', '.']) {
             return None; // a directive or a document end marker: YAML, not JSON
         }
-        let marker = l
-            .strip_prefix("---")
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']));
+        let marker = starts_document(l);
         if marker {
             json_document(&text[begin..offset], begin_line, line_offset, explicit, &mut docs)?;
             (begin, begin_line, explicit) = (offset + 3, line, true);
@@ -119,6 +117,13 @@ fn json_documents(text: &str, line_offset: u32) -> Option<Vec<Document>> {
     }
     json_document(&text[begin..], begin_line, line_offset, explicit, &mut docs)?;
     Some(docs)
+}
+
+/// Whether `line` (with its line break) is a `---` document marker. YAML forbids such a line
+/// inside any node, so it always starts a document.
+pub(crate) fn starts_document(line: &str) -> bool {
+    line.strip_prefix("---")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
 }
 
 /// One document of [`json_documents`]: `body` starts on line `line` (0-based) of the text.
