@@ -60,13 +60,14 @@ $(nginx_temp_paths)
 C
 }
 
-# Waits until the proxy on 18180 answers for the route (20 s at most).
+# Waits until the proxy on 18180 answers for the route: at most TENTHS tenths of a second
+# (default 200; a process under valgrind needs more).
 wait_up() {
-    for _ in $(seq 200); do
+    for _ in $(seq "${1:-200}"); do
         curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return
         sleep 0.1
     done
-    echo "not up" >&2
+    echo "nothing answers on 127.0.0.1:18180; see the logs in $D" >&2
     exit 1
 }
 

@@ -42,12 +42,7 @@ valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file=$D/
     "$BIN" serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 \
     --admin-listen 127.0.0.1:18901 --state-dir $D/state --configmap bench/portier \
     --worker-threads 1 --access-log off > $D/portier.log 2>&1 & P=$!
-up=
-for _ in $(seq 600); do
-    if curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/x; then up=1; break; fi
-    sleep 0.1
-done
-[ -n "$up" ] || { echo "portier did not start; see $D/portier.log" >&2; exit 1; }
+wait_up 600
 callgrind_control -d $P >/dev/null
 H=':authority: bench.example.test'
 h2load --h1 -n 2000 -c 16 -t 1 -H "$H" http://127.0.0.1:18180/api/bench | grep 'status codes'
