@@ -4,6 +4,8 @@
 # kernel-side work apart from user-space instructions (bench/proxy-icount.sh).
 #
 #   bench/syscalls.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
+#   RATE=10000 bench/syscalls.sh ...         # at a fixed offered rate on 64 connections for
+#                                            # N/RATE seconds, as peers.sh's h1-rate scenario
 #
 # Needs: strace, nginx, h2load (nghttp2-client), curl, openssl, python3. Same ports as
 # bench/proxy-icount.sh.
@@ -13,15 +15,32 @@ BIN=${1:-$HERE/../target/release/portier}; N=${2:-20000}
 D=$(mktemp -d /tmp/portier-syscalls.XXXX)
 . "$HERE/lib.sh"
 setup_comparison
-load() { h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2; }
+load() {
+  if [ -n "${RATE:-}" ]; then
+    h2load --h1 -t 1 -c 64 --rps=$(( RATE / 64 )) -D $(( ($1 + RATE - 1) / RATE )) -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
+  else
+    h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
+  fi
+}
+EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_getsockopt,syscalls:sys_enter_futex,context-switches,task-clock
 run() { local name=$1; shift
   "$@" > $D/$name.log 2>&1 & local P=$!
   wait_up; load 2000
-  strace -c -f -p $P -o $D/$name.strace & local S=$!
-  sleep 0.5; load $N; sleep 0.3; kill -INT $S; wait $S || true
+  if [ -n "${RATE:-}" ]; then
+    # ptrace would slow the proxy below the offered rate; perf's counters do not.
+    perf stat -x, -e $EVENTS -p $P -o $D/$name.perf & local S=$!
+  else
+    strace -c -f -p $P -o $D/$name.strace & local S=$!
+  fi
+  sleep 0.5; local done; done=$(load $N 2>&1 | awk '{print $3}'); sleep 0.3; kill -INT $S; wait $S || true
   kill -TERM $P; wait $P || true; sleep 0.3
-  echo "== $name (per request, $N requests)"
-  awk -v n=$N '/^ *[0-9]/ && NF>=5 { name=$NF; calls=$4; if ($5 ~ /^[0-9]+$/) {errs=$5} else {errs=0}; printf "  %-16s %6.2f calls/req  %6.2f errors/req\n", name, calls/n, errs/n }' $D/$name.strace | sort -k2 -rn | head -12
+  echo "== $name (per request, $done requests)"
+  if [ -n "${RATE:-}" ]; then
+    awk -F, -v n=$done '/^[0-9]/ { ev=$3; sub(/^(raw_)?syscalls:sys_enter_?/, "", ev); if (ev == "") ev="all syscalls";
+      if (ev == "task-clock") printf "  %-16s %8.2f us/req\n", "cpu", $1*1000/n; else printf "  %-16s %8.2f /req\n", ev, $1/n }' $D/$name.perf
+  else
+    awk -v n=$done '/^ *[0-9]/ && NF>=5 { name=$NF; calls=$4; if ($5 ~ /^[0-9]+$/) {errs=$5} else {errs=0}; printf "  %-16s %6.2f calls/req  %6.2f errors/req\n", name, calls/n, errs/n }' $D/$name.strace | sort -k2 -rn | head -12
+  fi
 }
 run nginx nginx -c $D/px.conf -p $D
 run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log off

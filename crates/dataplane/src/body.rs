@@ -19,6 +19,7 @@ use portier_snapshot::Route;
 use portier_telemetry::{AccessRecord, Metrics, RouteMetrics};
 use tokio::time::Sleep;
 
+use crate::h1::H1Body;
 use crate::pool::{AddrHasher, Lease};
 use crate::server::Conn;
 
@@ -65,6 +66,8 @@ pub(crate) struct BodyRefused(BodyFailure);
 #[derive(Debug)]
 pub(crate) enum ResponseBody {
     Upstream(UpstreamBody),
+    /// From a connection of [`crate::h1`], which the body returns to its pool itself.
+    H1(H1Body),
     /// The whole body at once; `None` once sent, or for an empty body.
     Full(Option<Bytes>),
 }
@@ -242,9 +245,9 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Upstream(up) => {
                 let polled = Pin::new(&mut up.inner).poll_frame(cx);
@@ -253,8 +256,9 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Err(_))) => up.lease.discard(),
                     _ => {}
                 }
-                polled
+                polled.map_err(Into::into)
             }
+            ResponseBody::H1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ResponseBody::Full(bytes) => {
                 Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
             }
@@ -264,6 +268,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Upstream(up) => up.inner.is_end_stream(),
+            ResponseBody::H1(body) => body.is_end_stream(),
             ResponseBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
         }
     }
@@ -271,6 +276,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Upstream(up) => up.inner.size_hint(),
+            ResponseBody::H1(body) => body.size_hint(),
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
@@ -307,9 +313,9 @@ impl Observed {
 
 impl Body for Observed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {

@@ -10,6 +10,7 @@
 mod body;
 mod error;
 mod guard;
+mod h1;
 mod headers;
 mod pool;
 mod proxy;

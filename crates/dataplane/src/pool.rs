@@ -35,7 +35,7 @@ use crate::body::RequestBody;
 
 /// Idle connections kept per endpoint and thread; more are closed when they come back.
 /// ingress-nginx's `upstream-keepalive-connections` default, which is also per worker.
-const MAX_IDLE_PER_ENDPOINT: usize = 320;
+pub(crate) const MAX_IDLE_PER_ENDPOINT: usize = 320;
 
 /// Settings of the upstream pools.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +51,10 @@ pub(crate) enum SendError {
     ConnectTimeout,
     /// The request went out on a connection (or could not be written to it) and failed there.
     Exchange(hyper::Error),
+    /// The same, on a connection of [`crate::h1`].
+    Io(io::Error),
+    /// The upstream's response broke HTTP/1.1; says what it did ("sent …").
+    Protocol(&'static str),
 }
 
 /// A connection lent to one exchange. [`release`](Lease::release) returns it to the pool;
@@ -235,7 +239,9 @@ fn checkout(addr: SocketAddr) -> Option<Pooled> {
     })
 }
 
-async fn connect(cfg: PoolConfig, addr: SocketAddr, limit: Duration) -> Result<Pooled, SendError> {
+/// A new TCP connection to `addr` within `limit`, with Nagle off: request heads are small and
+/// must go out at once.
+pub(crate) async fn dial(addr: SocketAddr, limit: Duration) -> Result<TcpStream, SendError> {
     let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(SendError::Connect(e)),
@@ -244,6 +250,11 @@ async fn connect(cfg: PoolConfig, addr: SocketAddr, limit: Duration) -> Result<P
     if let Err(e) = stream.set_nodelay(true) {
         debug!(error = %e, "cannot set TCP_NODELAY upstream");
     }
+    Ok(stream)
+}
+
+async fn connect(cfg: PoolConfig, addr: SocketAddr, limit: Duration) -> Result<Pooled, SendError> {
+    let stream = dial(addr, limit).await?;
     let (tx, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

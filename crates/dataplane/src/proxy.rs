@@ -28,6 +28,7 @@ use tracing::{debug, debug_span, warn, Span};
 use crate::body::{BodyFailure, BodyWatch, Finish, Observed, RequestBody, ResponseBody, UpstreamBody};
 use crate::error::{ErrorKind, GatewayError, Side};
 use crate::guard::Verdict;
+use crate::h1;
 use crate::headers::{self, Forwarded};
 use crate::pool::{self, SendError};
 use crate::server::Conn;
@@ -437,23 +438,41 @@ fn proxy(
     parts.extensions.clear();
 
     let has_body = !http_body::Body::is_end_stream(&body);
+    let timeouts = Timeouts {
+        read: policy.read_timeout,
+        send: policy.send_timeout,
+    };
+    let limit = policy.connect_timeout;
+    if h1::eligible(&parts.method, has_body, upgrade) {
+        let target_pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let head = h1::encode_head(&parts.method, target_pq, &parts.headers);
+        let head_only = parts.method == Method::HEAD;
+        return Ok(Upstream {
+            sender: Sender::H1 {
+                exchange: h1::send(&conn.shared.h1, target.endpoint, head, head_only, limit),
+            },
+            deadline: tokio::time::sleep(timeouts.read),
+            upload: None,
+            timeouts,
+            client_upgrade: None,
+            snap,
+            cluster: target.cluster,
+        });
+    }
     let upload = if has_body { watch.clone() } else { None };
     let up = Request::from_parts(
         parts,
         RequestBody::new(body, watch, policy.max_body_bytes, conn.settings.client_body_timeout),
     );
-
-    let timeouts = Timeouts {
-        read: policy.read_timeout,
-        send: policy.send_timeout,
-    };
     let first = if upload.is_some() {
         timeouts.tick()
     } else {
         timeouts.read
     };
     Ok(Upstream {
-        sending: pool::send(conn.shared.pool, target.endpoint, up, policy.connect_timeout),
+        sender: Sender::Hyper {
+            sending: pool::send(conn.shared.pool, target.endpoint, up, limit),
+        },
         deadline: tokio::time::sleep(first),
         upload,
         timeouts,
@@ -464,11 +483,24 @@ fn proxy(
 }
 
 pin_project! {
+    /// Who carries the exchange: [`crate::h1`] for the common request, hyper's client for the
+    /// rest (bodies, upgrades, methods that must not be sent twice).
+    #[project = SenderProj]
+    enum Sender<F> {
+        H1 { exchange: h1::Exchange },
+        Hyper {
+            #[pin]
+            sending: pool::Sending<F>,
+        },
+    }
+}
+
+pin_project! {
     /// The exchange with the upstream, raced against its deadlines (`biased`: the exchange is
     /// polled first, as `timeout` would).
     struct Upstream<F> {
         #[pin]
-        sending: pool::Sending<F>,
+        sender: Sender<F>,
         // Without a request body: the read timeout. While one streams: a tick at which the
         // upload's progress is checked.
         #[pin]
@@ -505,7 +537,13 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
         let mut this = self.project();
         let cluster = this.snap.clusters().get(this.cluster.index());
         let backend = cluster.map_or("", |c| &c.name);
-        let sent = match this.sending.poll(cx) {
+        let polled = match this.sender.project() {
+            SenderProj::H1 { exchange } => Pin::new(exchange).poll(cx).map(|r| r.map(Sent::H1)),
+            SenderProj::Hyper { sending } => sending
+                .poll(cx)
+                .map(|r| r.map(|(resp, lease)| Sent::Hyper(resp, lease))),
+        };
+        let sent = match polled {
             Poll::Ready(sent) => sent,
             Poll::Pending => {
                 let stall = ready!(poll_stall(
@@ -517,8 +555,8 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
                 return Poll::Ready(Err(stall.error(backend, *this.timeouts)));
             }
         };
-        let (resp, mut lease) = match sent {
-            Ok(pair) => pair,
+        let sent = match sent {
+            Ok(sent) => sent,
             Err(e) => {
                 return Poll::Ready(Err(match this.upload.as_ref().and_then(|w| w.failure()) {
                     Some(BodyFailure::TooLarge) => body_too_large(),
@@ -531,29 +569,45 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
             }
         };
 
-        let (mut rparts, rbody) = resp.into_parts();
-        let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
-        if switching {
-            let (Some(client_io), Some(upstream_io)) =
-                (this.client_upgrade.take(), rparts.extensions.remove::<OnUpgrade>())
-            else {
-                return Poll::Ready(Err(GatewayError::new(
-                    ErrorKind::UpstreamProtocol,
-                    format!("backend {backend} switched protocols without an upgrade request"),
-                )));
-            };
-            conn.shared.spawn_tunnel(conn.clone(), client_io, upstream_io);
-            lease.discard();
-        }
+        let (mut rparts, body, switching) = match sent {
+            Sent::H1(resp) => {
+                let (rparts, body) = resp.into_parts();
+                (rparts, ResponseBody::H1(body), false)
+            }
+            Sent::Hyper(resp, mut lease) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
+                if switching {
+                    let (Some(client_io), Some(upstream_io)) =
+                        (this.client_upgrade.take(), rparts.extensions.remove::<OnUpgrade>())
+                    else {
+                        return Poll::Ready(Err(GatewayError::new(
+                            ErrorKind::UpstreamProtocol,
+                            format!("backend {backend} switched protocols without an upgrade request"),
+                        )));
+                    };
+                    conn.shared.spawn_tunnel(conn.clone(), client_io, upstream_io);
+                    lease.discard();
+                }
+                (
+                    rparts,
+                    ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
+                    switching,
+                )
+            }
+        };
         headers::strip_hop_by_hop(&mut rparts.headers, switching);
         // The client-side extensions mean nothing to the server connection; hyper picks the version.
         rparts.extensions = Extensions::new();
         rparts.version = Version::HTTP_11;
-        Poll::Ready(Ok(Response::from_parts(
-            rparts,
-            ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
-        )))
+        Poll::Ready(Ok(Response::from_parts(rparts, body)))
     }
+}
+
+/// A response head from either sender.
+enum Sent {
+    H1(Response<h1::H1Body>),
+    Hyper(Response<Incoming>, pool::Lease),
 }
 
 /// Resolves when the upstream stalls: no response within the read timeout; or, while a body
@@ -728,9 +782,19 @@ fn classify(e: &SendError, cluster: &str) -> GatewayError {
         SendError::Exchange(h) if h.is_user() || h.is_body_write_aborted() => {
             GatewayError::new(ErrorKind::BadRequest, "the request body could not be read")
         }
+        SendError::Protocol(what) => {
+            GatewayError::new(ErrorKind::UpstreamProtocol, format!("backend {cluster} {what}"))
+        }
         SendError::Exchange(_) => GatewayError::new(
             ErrorKind::UpstreamReset,
             format!("backend {cluster} closed the connection before answering"),
+        ),
+        SendError::Io(io) => GatewayError::new(
+            ErrorKind::UpstreamReset,
+            format!(
+                "backend {cluster} closed the connection before answering ({})",
+                io.kind()
+            ),
         ),
     }
 }

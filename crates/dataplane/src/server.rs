@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: DataplaneConfig,
     /// Upstream keep-alive settings (the pools themselves are per thread, see [`crate::pool`]).
     pub(crate) pool: PoolConfig,
+    /// Idle connections of the upstream path most requests take (see [`crate::h1`]).
+    pub(crate) h1: Arc<crate::h1::Pool>,
     tls: TlsAcceptor,
     /// Every connection and tunnel task, so shutdown can wait for them.
     tracker: TaskTracker,
@@ -124,6 +126,7 @@ impl Shared {
             access_log,
             cfg,
             pool,
+            h1: Arc::new(crate::h1::Pool::new(pool.idle_timeout)),
             tls,
             tracker: TaskTracker::new(),
             force: CancellationToken::new(),
@@ -174,6 +177,7 @@ pub(crate) async fn run(
     https: Option<TcpListener>,
     shutdown: CancellationToken,
 ) {
+    tokio::spawn(crate::h1::sweep_idle(Arc::downgrade(&shared.h1)));
     let listeners = [(http, false), (https, true)]
         .into_iter()
         .filter_map(|(socket, tls)| {

@@ -754,3 +754,154 @@ async fn read_timeout_holds_on_reused_upstream_connections() {
         );
     }
 }
+
+/// An upstream that answers each request with the canned reply its path names, byte for byte,
+/// on one connection as long as the reply does not end with a close; counts its connections.
+async fn scripted_upstream(replies: &'static [(&'static str, &'static [u8], bool)]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                loop {
+                    let head = read_head(&mut stream).await;
+                    let Some(path) = head.split(' ').nth(1) else { return };
+                    let Some((_, reply, close)) = replies.iter().find(|(p, _, _)| *p == path) else {
+                        return;
+                    };
+                    // In two writes: the gateway must also put together a head that arrives in pieces.
+                    let (a, b) = reply.split_at(reply.len() / 2);
+                    let _ = stream.write_all(a).await;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    let _ = stream.write_all(b).await;
+                    if *close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_response_framing_is_followed() {
+    static REPLIES: &[(&str, &[u8], bool)] = &[
+        ("/length", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false),
+        (
+            "/chunked",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+            false,
+        ),
+        ("/interim", b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+        ("/empty", b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        ("/not-modified", b"HTTP/1.1 304 Not Modified\r\ncontent-length: 99\r\n\r\n", false),
+        ("/until-close", b"HTTP/1.0 200 OK\r\n\r\nall of it", true),
+        ("/keep-alive-close", b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye", true),
+        ("/bad-length", b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd", true),
+        ("/bad-chunk", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", true),
+        ("/garbage", b"SMTP ready\r\n\r\n", true),
+    ];
+    let (up, accepted) = scripted_upstream(REPLIES).await;
+    let gw = Gateway::start(snapshot(
+        vec![route("up", "/", proxy_to(0))],
+        vec![Cluster::new("u:80", "u", vec![up])],
+    ))
+    .await;
+    let mut client = h1(gw.http).await;
+    // Framed replies leave the upstream connection reusable: one connection for all of them.
+    for (path, status, body) in [
+        ("/length", 200, "hello"),
+        ("/chunked", 200, "hello world"),
+        ("/interim", 200, "ok"),
+        ("/empty", 204, ""),
+        ("/not-modified", 304, ""),
+        ("/length", 200, "hello"),
+    ] {
+        let reply = client.send(get("up", path)).await;
+        assert_eq!((reply.status.as_u16(), reply.body.as_str()), (status, body), "{path}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // A body delimited by the close, and a close announced: each costs its connection.
+    for path in ["/until-close", "/keep-alive-close"] {
+        let before = accepted.load(Ordering::SeqCst);
+        let reply = client.send(get("up", path)).await;
+        assert_eq!(reply.status, 200, "{path}");
+        let reply = client.send(get("up", "/length")).await;
+        assert_eq!(reply.body, "hello", "after {path}");
+        assert_eq!(accepted.load(Ordering::SeqCst), before + 1, "after {path}");
+    }
+    let reply = client.send(get("up", "/until-close")).await;
+    assert_eq!(reply.body, "all of it");
+
+    // HEAD: no body, whatever the length says; the connection stays usable.
+    let head = Request::head("/length")
+        .header("host", "up")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = client.send(head).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, ""));
+    assert_eq!(reply.headers.get("content-length").unwrap(), "5");
+    assert_eq!(client.send(get("up", "/length")).await.body, "hello");
+
+    // Broken framing: 502 before the head went out, a cut-off body after.
+    for path in ["/bad-length", "/garbage"] {
+        let reply = client.send(get("up", path)).await;
+        assert_eq!(reply.status, 502, "{path}");
+        assert_eq!(reply.error(), Some("upstream-protocol"), "{path}");
+    }
+    let resp = raw(
+        gw.http,
+        b"GET /bad-chunk HTTP/1.1\r\nhost: up\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(!resp.contains("hello"), "{resp}");
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_after_the_keep_alive_timeout() {
+    static REPLIES: &[(&str, &[u8], bool)] = &[("/", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false)];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = closed_tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let head = read_head(&mut stream).await;
+                    if head.is_empty() {
+                        let _ = closed.send(());
+                        return;
+                    }
+                    let _ = stream.write_all(REPLIES[0].1).await;
+                }
+            });
+        }
+    });
+    let settings = GlobalSettings {
+        upstream_keepalive_timeout: Duration::from_millis(300),
+        ..GlobalSettings::default()
+    };
+    let gw = Gateway::start(
+        snapshot(
+            vec![route("up", "/", proxy_to(0))],
+            vec![Cluster::new("u:80", "u", vec![up])],
+        )
+        .with_settings(settings),
+    )
+    .await;
+    assert_eq!(gw.get("up", "/").await.status, 200);
+    let started = Instant::now();
+    within("the gateway to close its idle upstream connection", closed_rx.recv()).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
