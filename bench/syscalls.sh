@@ -4,10 +4,13 @@
 # kernel-side work apart from user-space instructions (bench/proxy-icount.sh).
 #
 #   bench/syscalls.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
+#   PORTIER_ACCESS_LOG=/tmp/access.log ...  # with the access log written to a file
 #   RATE=10000 bench/syscalls.sh ...         # at a fixed offered rate on 64 connections for
-#                                            # N/RATE seconds, as peers.sh's h1-rate scenario
+#                                            # N/RATE seconds, as peers.sh's h1-rate scenario;
+#                                            # counted with perf stat (strace would slow the
+#                                            # proxy below the rate), CPU us/request included
 #
-# Needs: strace, nginx, h2load (nghttp2-client), curl, openssl, python3. Same ports as
+# Needs: strace (perf with RATE), nginx, h2load (nghttp2-client), curl, openssl, python3. Same ports as
 # bench/proxy-icount.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,4 +46,4 @@ run() { local name=$1; shift
   fi
 }
 run nginx nginx -c $D/px.conf -p $D
-run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log off
+run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log "${PORTIER_ACCESS_LOG:-off}"

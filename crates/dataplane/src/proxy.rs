@@ -445,7 +445,7 @@ fn proxy(
     let limit = policy.connect_timeout;
     if h1::eligible(&parts.method, has_body, upgrade) {
         let target_pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let head = h1::encode_head(&parts.method, target_pq, &parts.headers);
+        let head = Bytes::from(h1::encode_head(&parts.method, target_pq, &parts.headers));
         let head_only = parts.method == Method::HEAD;
         return Ok(Upstream {
             sender: Sender::H1 {
