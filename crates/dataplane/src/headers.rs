@@ -2,7 +2,7 @@
 //! and the `X-Forwarded-*` family that tells the upstream who the client is.
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::Version;
@@ -139,6 +139,26 @@ static HOP_BY_HOP: [&HeaderName; 10] = [
     &HTTP2_SETTINGS,
 ];
 const UPGRADE_INDEX: usize = 6;
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may split `Cookie` into several fields (for compression);
+/// before the request goes to HTTP/1.1 they must be one, joined with "; ".
+pub(crate) fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(_), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = Vec::new();
+    for value in &headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    // Each part was a valid value, and "; " is too: the join is one.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
 
 /// Sets `X-Forwarded-For` (appending the client to a chain the client sent, as nginx's
 /// `$proxy_add_x_forwarded_for` does), `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host` and

@@ -416,6 +416,9 @@ fn proxy(
     // The upstream request is the client's, changed in place: no second head to build and move.
     let hdrs = &mut parts.headers;
     headers::strip_hop_by_hop(hdrs, upgrade);
+    if parts.version == Version::HTTP_2 {
+        headers::join_cookies(hdrs);
+    }
     if host.from_uri && !host.raw.is_empty() {
         hdrs.insert(HOST, host.raw.clone());
     } else if host.raw.is_empty() {

@@ -271,6 +271,16 @@ async fn h2c_prior_knowledge_on_the_plain_listener() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(reply.body.contains("GET /h2c HTTP/1.1"), "{}", reply.body);
     assert_eq!(reply.seen("host"), Some("shop.example"));
+
+    // RFC 9113 §8.2.3: crumbs of a cookie split over several fields reach HTTP/1.1 as one field.
+    let req = Request::get("http://shop.example/cookies")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = client.send(req).await;
+    assert_eq!(reply.seen("cookie"), Some("a=1; b=2"), "{}", reply.body);
+    assert_eq!(reply.body.matches("\ncookie: ").count(), 1, "{}", reply.body);
 }
 
 #[tokio::test]
