@@ -739,7 +739,111 @@ impl Drop for H1Body {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Decodes `wire` (everything the upstream sent after the head) as a body framed by
+    /// `framing`, with no connection: what is not in `wire` is the end of the stream.
+    fn decode(wire: &[u8], framing: Framing) -> (Vec<u8>, Option<HeaderMap>, Result<(), String>) {
+        let mut body = H1Body {
+            io: None,
+            buf: BytesMut::from(wire),
+            framing,
+            keep_alive: false,
+            yielded: false,
+            pool: Arc::new(Pool::new(Duration::from_secs(1))),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let (mut data, mut trailers) = (Vec::new(), None);
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(None) => return (data, trailers, Ok(())),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(bytes) => data.extend_from_slice(&bytes),
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
+                Poll::Ready(Some(Err(e))) => return (data, trailers, Err(e.to_string())),
+                // Only the flush-first pause of a failure waits here.
+                Poll::Pending => {}
+            }
+        }
+    }
+
+    fn chunked(data: &[u8], sizes: &[usize], trailer: bool) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut rest = data;
+        for (i, &size) in sizes.iter().cycle().enumerate() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, tail) = rest.split_at(size.min(rest.len()));
+            let ext = if i % 3 == 1 { ";name=value" } else { "" };
+            wire.extend_from_slice(format!("{:X}{ext}\r\n", chunk.len()).as_bytes());
+            wire.extend_from_slice(chunk);
+            wire.extend_from_slice(b"\r\n");
+            rest = tail;
+        }
+        wire.extend_from_slice(b"0\r\n");
+        if trailer {
+            wire.extend_from_slice(b"x-checksum: 42\r\n");
+        }
+        wire.extend_from_slice(b"\r\n");
+        wire
+    }
+
+    proptest! {
+        #[test]
+        fn chunked_bodies_decode_to_their_data(
+            data in proptest::collection::vec(any::<u8>(), 0..5000),
+            sizes in proptest::collection::vec(1usize..700, 1..8),
+            trailer in any::<bool>(),
+        ) {
+            let (got, trailers, end) = decode(&chunked(&data, &sizes, trailer), Framing::Chunked(Chunk::Size));
+            prop_assert_eq!(end, Ok(()));
+            prop_assert_eq!(got, data);
+            prop_assert_eq!(trailers.is_some(), trailer);
+        }
+
+        #[test]
+        fn cut_chunked_bodies_fail(
+            data in proptest::collection::vec(any::<u8>(), 1..3000),
+            sizes in proptest::collection::vec(1usize..700, 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let wire = chunked(&data, &sizes, false);
+            let wire = &wire[..cut.index(wire.len())];
+            let (got, _, end) = decode(wire, Framing::Chunked(Chunk::Size));
+            prop_assert!(end.is_err());
+            prop_assert!(data.starts_with(&got));
+        }
+
+        #[test]
+        fn length_bodies_stop_at_their_length(
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+            extra in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut wire = data.clone();
+            wire.extend_from_slice(&extra);
+            let (got, _, end) = decode(&wire, Framing::Length(data.len() as u64));
+            prop_assert_eq!(end, Ok(()));
+            prop_assert_eq!(got, data);
+        }
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        for wire in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"FFFFFFFFFFFFFFFFFF\r\n",
+            b"5\r\nhel",
+        ] {
+            let (_, _, end) = decode(wire, Framing::Chunked(Chunk::Size));
+            assert!(end.is_err(), "{:?}", String::from_utf8_lossy(wire));
+        }
+    }
 
     fn head(raw: &str, head_only: bool) -> Result<Option<(Head, BytesMut)>, SendError> {
         let mut buf = BytesMut::from(raw.as_bytes());
