@@ -5,6 +5,7 @@
 #
 #   bench/syscalls.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
 #   PORTIER_ACCESS_LOG=/tmp/access.log ...  # with the access log written to a file
+#   SKIP_NGINX=1 bench/syscalls.sh ...       # portier only
 #   RATE=10000 bench/syscalls.sh ...         # at a fixed offered rate on 64 connections for
 #                                            # N/RATE seconds, as peers.sh's h1-rate scenario;
 #                                            # counted with perf stat (strace would slow the
@@ -25,7 +26,7 @@ load() {
     h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
   fi
 }
-EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_getsockopt,syscalls:sys_enter_futex,context-switches,task-clock
+EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_getsockopt,syscalls:sys_enter_futex,context-switches,task-clock
 run() { local name=$1; shift
   "$@" > $D/$name.log 2>&1 & local P=$!
   wait_up; load 2000
@@ -45,5 +46,5 @@ run() { local name=$1; shift
     awk -v n=$done '/^ *[0-9]/ && NF>=5 { name=$NF; calls=$4; if ($5 ~ /^[0-9]+$/) {errs=$5} else {errs=0}; printf "  %-16s %6.2f calls/req  %6.2f errors/req\n", name, calls/n, errs/n }' $D/$name.strace | sort -k2 -rn | head -12
   fi
 }
-run nginx nginx -c $D/px.conf -p $D
+[ -n "${SKIP_NGINX:-}" ] || run nginx nginx -c $D/px.conf -p $D
 run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log "${PORTIER_ACCESS_LOG:-off}"
