@@ -474,7 +474,7 @@ fn proxy(
     };
     Ok(Upstream {
         sender: Sender::Hyper {
-            sending: pool::send(conn.shared.pool, target.endpoint, up, limit),
+            sending: Box::pin(pool::send(conn.shared.pool, target.endpoint, up, limit)),
         },
         deadline: tokio::time::sleep(first),
         upload,
@@ -491,10 +491,9 @@ pin_project! {
     #[project = SenderProj]
     enum Sender<F> {
         H1 { exchange: h1::Exchange },
-        Hyper {
-            #[pin]
-            sending: pool::Sending<F>,
-        },
+        // Boxed: the rarer path, and its future is the larger (~400 bytes) of the two, which
+        // every request future would otherwise be sized for and moved with.
+        Hyper { sending: Pin<Box<pool::Sending<F>>> },
     }
 }
 
@@ -543,6 +542,7 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
         let polled = match this.sender.project() {
             SenderProj::H1 { exchange } => Pin::new(exchange).poll(cx).map(|r| r.map(Sent::H1)),
             SenderProj::Hyper { sending } => sending
+                .as_mut()
                 .poll(cx)
                 .map(|r| r.map(|(resp, lease)| Sent::Hyper(resp, lease))),
         };
