@@ -344,6 +344,23 @@ impl Inspector {
                     bytes = &bytes[1..];
                 }
                 Phase::Head => {
+                    // The usual line, whole in `bytes` and ending in CRLF with no CR or NUL
+                    // before: one scan. What it does is what the general case below does for it.
+                    if !self.prev_cr {
+                        if let Some(i) = memchr::memchr3(b'\r', b'\n', 0, bytes) {
+                            let text = &bytes[..i];
+                            if bytes[i] == b'\r'
+                                && bytes.get(i + 1) == Some(&b'\n')
+                                && (self.head.started || !text.is_empty())
+                            {
+                                bytes = &bytes[i + 2..];
+                                if let Some(refused) = self.whole_line(text) {
+                                    return Some(refused);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     // A line at a time: the bytes up to the next LF are checked with memchr, so a
                     // head costs a few scans, not a branch per byte.
                     let (segment, lf) = match memchr::memchr(b'\n', bytes) {
@@ -361,6 +378,18 @@ impl Inspector {
             }
         }
         None
+    }
+
+    /// A line that ends in CRLF here, `text` without it, with no CR or NUL in `text` and no CR
+    /// pending from the previous bytes: [`head_segment`](Self::head_segment) of `text` and its
+    /// CR, then [`head_lf`](Self::head_lf), without their scans.
+    fn whole_line(&mut self, text: &[u8]) -> Option<u64> {
+        self.head.started = true;
+        self.head.bytes += text.len() + 2;
+        let keep = LINE_KEEP.saturating_sub(self.line.len()).min(text.len());
+        self.line.extend_from_slice(&text[..keep]);
+        self.line_len += text.len();
+        self.end_line()
     }
 
     /// Bytes of a head line without its LF (possibly only part of the line).
