@@ -32,6 +32,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::headers;
 use crate::pool::{self, AddrHasher, SendError, MAX_IDLE_PER_ENDPOINT};
 
 /// The buffer of the first read of a response: big enough for the head and a small body at once.
@@ -417,16 +418,26 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, SendE
         // reallocated) on every request, ~1,000 instructions; one with room for 12 fields (16
         // slots) takes a usual request, and costs an idle connection ~1.2 KiB less than 24.
         let mut headers = HeaderMap::with_capacity(count.max(MIN_HEADER_ROOM));
+        // The hop-by-hop fields (RFC 9110 §7.6.1) are read here and not forwarded: no insertion
+        // to undo, no second pass (`headers::strip_hop_by_hop` does that for hyper's client).
+        let mut hop = Hop::default();
         for field in &fields[..count] {
             let name = HeaderName::from_bytes(&head[field.name()])
                 .map_err(|_| SendError::Protocol("sent an invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(field.value()))
                 .map_err(|_| SendError::Protocol("sent an invalid header value"))?;
-            headers.append(name, value);
+            if headers::hop_by_hop_index(&name).is_some() {
+                hop.read(&name, &value);
+            } else {
+                headers.append(name, value);
+            }
+        }
+        for name in hop.named {
+            headers.remove(name);
         }
         let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
-        let (framing, mut keep_alive) = framing(&mut headers, status, head_only)?;
-        keep_alive &= version == Version::HTTP_11 && !has_token(&headers, CONNECTION, "close");
+        let (framing, mut keep_alive) = framing(&mut headers, hop.chunked, status, head_only)?;
+        keep_alive &= version == Version::HTTP_11 && !hop.close;
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
@@ -439,23 +450,52 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, SendE
     }
 }
 
+/// What the hop-by-hop fields of a response head say.
+#[derive(Debug, Default)]
+struct Hop {
+    /// `Connection: close`.
+    close: bool,
+    /// With `Transfer-Encoding`: whether its last coding is chunked.
+    chunked: Option<bool>,
+    /// Other fields `Connection` names, hop-by-hop too.
+    named: Vec<HeaderName>,
+}
+
+impl Hop {
+    fn read(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if *name == TRANSFER_ENCODING {
+            // The final coding is the last one of the last field.
+            let last = value.to_str().ok().and_then(|v| v.rsplit(',').next());
+            self.chunked = Some(last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")));
+        } else if *name == CONNECTION {
+            for token in value.to_str().unwrap_or_default().split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.close = true;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case("keep-alive") {
+                    if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
+                        self.named.push(named);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How the body of a response is delimited (RFC 9112 §6.3), and whether the connection can carry
-/// another exchange after it.
-fn framing(headers: &mut HeaderMap, status: StatusCode, head_only: bool) -> Result<(Framing, bool), SendError> {
+/// another exchange after it. `chunked` is what [`Hop`] read of `Transfer-Encoding`.
+fn framing(
+    headers: &mut HeaderMap,
+    chunked: Option<bool>,
+    status: StatusCode,
+    head_only: bool,
+) -> Result<(Framing, bool), SendError> {
     if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Length(0), true));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if let Some(chunked) = chunked {
         // §6.3 (3): Transfer-Encoding overrides Content-Length, which must not be forwarded, and
         // the connection is not reused: the message may be a smuggling attempt.
         let conflict = headers.remove(CONTENT_LENGTH).is_some();
-        let chunked = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
         return Ok(if chunked {
             (Framing::Chunked(Chunk::Size), !conflict)
         } else {
@@ -486,15 +526,6 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     digits
         .iter()
         .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
-}
-
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 // === H1Body ===
@@ -920,10 +951,21 @@ mod tests {
         for (raw, head_only, framing, keep_alive) in cases {
             let (h, _) = head(raw, *head_only).expect(raw).expect(raw);
             assert_eq!((h.framing, h.keep_alive), (*framing, *keep_alive), "{raw:?}");
-            if h.response.headers().contains_key(TRANSFER_ENCODING) {
+            if raw.contains("transfer-encoding") {
                 assert!(!h.response.headers().contains_key(CONTENT_LENGTH), "{raw:?}");
             }
         }
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_read_not_forwarded() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: x-hop, Keep-Alive\r\nkeep-alive: timeout=5\r\nx-hop: 1\r\n\
+                   x-end: 2\r\ncontent-length: 0\r\nconnection: close\r\nupgrade: h2c\r\nproxy-connection: x\r\n\r\n";
+        let (h, _) = head(raw, false).unwrap().unwrap();
+        let mut names: Vec<_> = h.response.headers().keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x-end"]);
+        assert!(!h.keep_alive);
     }
 
     #[test]

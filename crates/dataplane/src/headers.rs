@@ -109,7 +109,7 @@ fn only_connection_options(headers: &HeaderMap) -> bool {
 /// The index of `name` in [`HOP_BY_HOP`]. A match on the (lowercase) text: most lengths rule
 /// a name out at once, where comparing with each of the ten names cost ~500 instructions per
 /// header map (callgrind).
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     Some(match name.as_str() {
         "connection" => 0,
         "te" => 1,

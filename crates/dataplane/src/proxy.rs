@@ -572,10 +572,11 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
             }
         };
 
-        let (mut rparts, body, switching) = match sent {
+        // `own`: crate::h1 left the hop-by-hop fields out already.
+        let (mut rparts, body, switching, own) = match sent {
             Sent::H1(resp) => {
                 let (rparts, body) = resp.into_parts();
-                (rparts, ResponseBody::H1(body), false)
+                (rparts, ResponseBody::H1(body), false, true)
             }
             Sent::Hyper(resp, mut lease) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -596,10 +597,13 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
                     rparts,
                     ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
                     switching,
+                    false,
                 )
             }
         };
-        headers::strip_hop_by_hop(&mut rparts.headers, switching);
+        if !own {
+            headers::strip_hop_by_hop(&mut rparts.headers, switching);
+        }
         // The client-side extensions mean nothing to the server connection; hyper picks the version.
         rparts.extensions = Extensions::new();
         rparts.version = Version::HTTP_11;
