@@ -180,6 +180,81 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     headers.insert(X_FORWARDED_PORT.clone(), fwd.local_port.clone());
 }
 
+/// The upstream request's header lines, written straight from the client's `headers` after a
+/// request line: what [`strip_hop_by_hop`] (no upgrade), [`join_cookies`] (when `join`), `host`
+/// as the `Host` (when given) and [`add_forwarded`] make of the map, then the blank line. The
+/// map is not changed: those edits cost five insertions and a removal pass per request
+/// (~1,500 instructions), where skipping the fields while writing costs a comparison each.
+pub(crate) fn write_head(
+    out: &mut Vec<u8>,
+    headers: &HeaderMap,
+    host: Option<&HeaderValue>,
+    join: bool,
+    fwd: &Forwarded<'_>,
+) {
+    // Fields `Connection` names are hop-by-hop too (usually there are none).
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in &headers.get_all(CONNECTION) {
+        for token in value.to_str().unwrap_or_default().split(',').map(str::trim) {
+            if !(token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("upgrade"))
+            {
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+    }
+    let kept = |name: &HeaderName| !named.contains(name);
+    let mut line = |name: &str, value: &[u8]| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    // RFC 9112 §3.2: Host first, when it is ours.
+    if let Some(host) = host {
+        line("host", host.as_bytes());
+    }
+    let mut cookies: Vec<&HeaderValue> = Vec::new();
+    for (name, value) in headers {
+        if hop_by_hop_index(name).is_some() || !kept(name) {
+            continue;
+        }
+        match name.as_str() {
+            "x-forwarded-for" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port" => {}
+            "host" if host.is_some() => {}
+            "cookie" if join => cookies.push(value),
+            other => line(other, value.as_bytes()),
+        }
+    }
+    if !cookies.is_empty() {
+        let mut joined = Vec::new();
+        for value in cookies {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+        }
+        line("cookie", &joined);
+    }
+    let chained = if kept(&X_FORWARDED_FOR) {
+        chain(headers, fwd.client_ip)
+    } else {
+        None
+    };
+    line("x-forwarded-for", chained.as_ref().unwrap_or(fwd.client_ip).as_bytes());
+    line("x-real-ip", fwd.client_ip.as_bytes());
+    line("x-forwarded-proto", if fwd.tls { b"https" } else { b"http" });
+    if !fwd.host.is_empty() {
+        line("x-forwarded-host", fwd.host.as_bytes());
+    }
+    line("x-forwarded-port", fwd.local_port.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The existing `X-Forwarded-For` values (several header lines join with ", ") followed by the
 /// client; `None` when there is none, or when the result would not be a valid header value.
 fn chain(headers: &HeaderMap, client_ip: &HeaderValue) -> Option<HeaderValue> {
@@ -228,6 +303,87 @@ mod tests {
         let mut v: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
         v.sort();
         v
+    }
+
+    /// `write_head` against the map edits it stands for, on random mixes of fields.
+    #[test]
+    fn written_head_is_the_edited_map() {
+        const FIELDS: [(&str, &str); 18] = [
+            ("host", "shop.example"),
+            ("user-agent", "curl/8"),
+            ("accept", "*/*"),
+            ("connection", "keep-alive"),
+            ("connection", "close, x-secret"),
+            ("connection", "x-forwarded-for, host"),
+            ("connection", "cookie, Upgrade"),
+            ("x-secret", "s"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", ""),
+            ("x-real-ip", "10.0.0.9"),
+            ("x-forwarded-host", "evil"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("proxy-connection", "x"),
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let client_ip = HeaderValue::from_static("192.0.2.7");
+        let port = HeaderValue::from_static("8080");
+        for case in 0..5_000 {
+            let pairs: Vec<(&str, &str)> = (0..next() % 10).map(|_| FIELDS[(next() % 18) as usize]).collect();
+            let client = map(&pairs);
+            let join = next() % 2 == 0;
+            let host = match next() % 3 {
+                0 => None,
+                1 => Some(HeaderValue::from_static("authority.example")),
+                _ => Some(HeaderValue::from_static("127.0.0.1:80")),
+            };
+            let raw_host = match next() % 2 {
+                0 => HeaderValue::from_static(""),
+                _ => HeaderValue::from_static("shop.example"),
+            };
+            let fwd = Forwarded {
+                client_ip: &client_ip,
+                local_port: &port,
+                tls: next() % 2 == 0,
+                host: &raw_host,
+            };
+
+            let mut edited = client.clone();
+            strip_hop_by_hop(&mut edited, false);
+            if join {
+                join_cookies(&mut edited);
+            }
+            if let Some(h) = &host {
+                edited.insert(http::header::HOST, h.clone());
+            }
+            add_forwarded(&mut edited, &fwd);
+            let mut want: Vec<String> = edited
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+                .collect();
+            want.sort();
+
+            let mut out = Vec::new();
+            write_head(&mut out, &client, host.as_ref(), join, &fwd);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.ends_with("\r\n\r\n") || text == "\r\n", "case {case}: {text:?}");
+            let mut got: Vec<String> = text
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            got.sort();
+            assert_eq!(got, want, "case {case}: {pairs:?} join={join} host={host:?}");
+        }
     }
 
     #[test]

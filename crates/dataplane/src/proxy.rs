@@ -413,46 +413,45 @@ fn proxy(
         None
     };
 
-    // The upstream request is the client's, changed in place: no second head to build and move.
-    let hdrs = &mut parts.headers;
-    headers::strip_hop_by_hop(hdrs, upgrade);
-    if parts.version == Version::HTTP_2 {
-        headers::join_cookies(hdrs);
-    }
-    if host.from_uri && !host.raw.is_empty() {
-        hdrs.insert(HOST, host.raw.clone());
-    } else if host.raw.is_empty() {
-        // HTTP/1.1 needs a Host (RFC 9112 §3.2); a client without one (HTTP/1.0, HTTP/2 without
-        // :authority) gets the endpoint's, as an HTTP client addressing it would send.
-        hdrs.insert(HOST, endpoint_host(target.endpoint));
-    }
-    headers::add_forwarded(
-        hdrs,
-        &Forwarded {
-            client_ip: &conn.client_ip,
-            local_port: &conn.local_port,
-            tls: conn.tls,
-            host: &host.raw,
-        },
-    );
-    parts.uri = upstream_target(target.path, &parts.uri)?;
-    parts.version = Version::HTTP_11;
-    // What hyper attached on the client side means nothing to the upstream connection.
-    parts.extensions.clear();
-
     let has_body = !http_body::Body::is_end_stream(&body);
     let timeouts = Timeouts {
         read: policy.read_timeout,
         send: policy.send_timeout,
     };
     let limit = policy.connect_timeout;
+    let host_field = if host.from_uri && !host.raw.is_empty() {
+        Some(host.raw.clone())
+    } else if host.raw.is_empty() {
+        // HTTP/1.1 needs a Host (RFC 9112 §3.2); a client without one (HTTP/1.0, HTTP/2 without
+        // :authority) gets the endpoint's, as an HTTP client addressing it would send.
+        Some(endpoint_host(target.endpoint))
+    } else {
+        None
+    };
+    let fwd = Forwarded {
+        client_ip: &conn.client_ip,
+        local_port: &conn.local_port,
+        tls: conn.tls,
+        host: &host.raw,
+    };
+    let join_cookies = parts.version == Version::HTTP_2;
+    let uri = upstream_target(target.path, &parts.uri)?;
+
     if h1::eligible(&parts.method, has_body, upgrade) {
-        let target_pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let head = Bytes::from(h1::encode_head(&parts.method, target_pq, &parts.headers));
+        // The head is written from the client's fields as they are (see headers::write_head).
+        let target_pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let mut head = Vec::with_capacity(h1::head_capacity(
+            &parts.method,
+            target_pq,
+            &parts.headers,
+            host.raw.len(),
+        ));
+        h1::request_line(&mut head, &parts.method, target_pq);
+        headers::write_head(&mut head, &parts.headers, host_field.as_ref(), join_cookies, &fwd);
         let head_only = parts.method == Method::HEAD;
         return Ok(Upstream {
             sender: Sender::H1 {
-                exchange: h1::send(&conn.shared.h1, target.endpoint, head, head_only, limit),
+                exchange: h1::send(&conn.shared.h1, target.endpoint, Bytes::from(head), head_only, limit),
             },
             deadline: tokio::time::sleep(timeouts.read),
             upload: None,
@@ -462,6 +461,22 @@ fn proxy(
             cluster: target.cluster,
         });
     }
+
+    // For hyper's client the upstream request is the client's, changed in place.
+    let hdrs = &mut parts.headers;
+    headers::strip_hop_by_hop(hdrs, upgrade);
+    if join_cookies {
+        headers::join_cookies(hdrs);
+    }
+    if let Some(host_field) = host_field {
+        hdrs.insert(HOST, host_field);
+    }
+    headers::add_forwarded(hdrs, &fwd);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    // What hyper attached on the client side means nothing to the upstream connection.
+    parts.extensions.clear();
+
     let upload = if has_body { watch.clone() } else { None };
     let up = Request::from_parts(
         parts,
