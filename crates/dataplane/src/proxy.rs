@@ -449,9 +449,17 @@ fn proxy(
         h1::request_line(&mut head, &parts.method, target_pq);
         headers::write_head(&mut head, &parts.headers, host_field.as_ref(), join_cookies, &fwd);
         let head_only = parts.method == Method::HEAD;
+        let map = std::mem::take(&mut parts.headers);
         return Ok(Upstream {
             sender: Sender::H1 {
-                exchange: h1::send(&conn.shared.h1, target.endpoint, Bytes::from(head), head_only, limit),
+                exchange: h1::send(
+                    &conn.shared.h1,
+                    target.endpoint,
+                    Bytes::from(head),
+                    head_only,
+                    limit,
+                    map,
+                ),
             },
             deadline: tokio::time::sleep(timeouts.read),
             upload: None,
