@@ -62,20 +62,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         // Collect the names first: the map cannot change while its values are borrowed. Usually
         // the options are only `keep-alive`, `close` or `upgrade`, which allocate nothing here.
         let mut named: Vec<HeaderName> = Vec::new();
-        for value in headers.get_all(CONNECTION) {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
-                if token.is_empty()
-                    || token.eq_ignore_ascii_case("close")
-                    || token.eq_ignore_ascii_case("keep-alive")
-                    || token.eq_ignore_ascii_case("upgrade")
-                {
-                    continue; // removed below, or not a header name
-                }
-                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    named.push(name);
-                }
-            }
+        for value in &headers.get_all(CONNECTION) {
+            named.extend(connection_names(value));
         }
         for name in named {
             headers.remove(name);
@@ -192,22 +180,45 @@ pub(crate) fn write_head(
     join: bool,
     fwd: &Forwarded<'_>,
 ) {
-    // Fields `Connection` names are hop-by-hop too (usually there are none).
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in &headers.get_all(CONNECTION) {
-        for token in value.to_str().unwrap_or_default().split(',').map(str::trim) {
-            if !(token.is_empty()
-                || token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
-                || token.eq_ignore_ascii_case("upgrade"))
-            {
-                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    named.push(name);
-                }
-            }
+    let start = out.len();
+    // Usually `Connection` names no field (or is absent): written in one pass, without looking
+    // it up first. When it does name some, the pass is redone without them.
+    if !write_fields(out, headers, host, join, fwd, &[]) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in &headers.get_all(CONNECTION) {
+            named.extend(connection_names(value));
         }
+        out.truncate(start);
+        write_fields(out, headers, host, join, fwd, &named);
     }
-    let kept = |name: &HeaderName| !named.contains(name);
+}
+
+/// The fields `Connection` names besides its options (`close`, `keep-alive`, `upgrade`).
+fn connection_names(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
+    value
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| {
+            !(t.is_empty()
+                || t.eq_ignore_ascii_case("close")
+                || t.eq_ignore_ascii_case("keep-alive")
+                || t.eq_ignore_ascii_case("upgrade"))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+}
+
+/// One pass of [`write_head`] with `named` left out; `false` (and a partial output) when a
+/// `Connection` field names a field and `named` is empty.
+fn write_fields(
+    out: &mut Vec<u8>,
+    headers: &HeaderMap,
+    host: Option<&HeaderValue>,
+    join: bool,
+    fwd: &Forwarded<'_>,
+    named: &[HeaderName],
+) -> bool {
     let mut line = |name: &str, value: &[u8]| {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -219,12 +230,27 @@ pub(crate) fn write_head(
         line("host", host.as_bytes());
     }
     let mut cookies: Vec<&HeaderValue> = Vec::new();
+    // The client's X-Forwarded-For chain, gathered on the way (see `chain`).
+    let mut chain: Vec<u8> = Vec::new();
+    let xff_named = named.contains(&X_FORWARDED_FOR);
     for (name, value) in headers {
-        if hop_by_hop_index(name).is_some() || !kept(name) {
+        if hop_by_hop_index(name).is_some() {
+            if named.is_empty() && *name == CONNECTION && connection_names(value).next().is_some() {
+                return false;
+            }
+            continue;
+        }
+        if named.contains(name) {
             continue;
         }
         match name.as_str() {
-            "x-forwarded-for" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port" => {}
+            "x-forwarded-for" => {
+                if !value.is_empty() {
+                    chain.extend_from_slice(value.as_bytes());
+                    chain.extend_from_slice(b", ");
+                }
+            }
+            "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port" => {}
             "host" if host.is_some() => {}
             "cookie" if join => cookies.push(value),
             other => line(other, value.as_bytes()),
@@ -240,12 +266,12 @@ pub(crate) fn write_head(
         }
         line("cookie", &joined);
     }
-    let chained = if kept(&X_FORWARDED_FOR) {
-        chain(headers, fwd.client_ip)
+    if xff_named || chain.is_empty() {
+        line("x-forwarded-for", fwd.client_ip.as_bytes());
     } else {
-        None
-    };
-    line("x-forwarded-for", chained.as_ref().unwrap_or(fwd.client_ip).as_bytes());
+        chain.extend_from_slice(fwd.client_ip.as_bytes());
+        line("x-forwarded-for", &chain);
+    }
     line("x-real-ip", fwd.client_ip.as_bytes());
     line("x-forwarded-proto", if fwd.tls { b"https" } else { b"http" });
     if !fwd.host.is_empty() {
@@ -253,6 +279,7 @@ pub(crate) fn write_head(
     }
     line("x-forwarded-port", fwd.local_port.as_bytes());
     out.extend_from_slice(b"\r\n");
+    true
 }
 
 /// The existing `X-Forwarded-For` values (several header lines join with ", ") followed by the

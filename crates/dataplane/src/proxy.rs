@@ -77,7 +77,7 @@ pub(crate) fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handling<impl F
         let _entered = (!span.is_disabled()).then(|| span.enter());
         check_message(&conn, index, &req)
             .and(host)
-            .and_then(|host| route(&conn, req, host, &mut ex, watch.clone()))
+            .and_then(|host| route(&conn, req, host, &mut ex, watch.clone(), upgrade_asked))
             .unwrap_or_else(|e| Step::answer(Err(e)))
     };
     Handling {
@@ -250,12 +250,14 @@ fn too_large() -> GatewayError {
     GatewayError::new(ErrorKind::HeaderTooLarge, "the request head is too large")
 }
 
+/// `upgrade_asked`: the request has an `Upgrade` field (looked up once, in [`handle`]).
 fn route(
     conn: &Arc<Conn>,
     req: Request<Incoming>,
     host: RequestHost,
     ex: &mut Exchange,
     watch: Option<Arc<BodyWatch>>,
+    upgrade_asked: bool,
 ) -> Result<Step<impl Future<Output = pool::Sent> + Send>, GatewayError> {
     if req.method() == Method::CONNECT {
         // An ingress is not a forward proxy: tunnelling to arbitrary authorities is refused.
@@ -324,6 +326,7 @@ fn route(
                 endpoint,
                 path: &path,
                 cluster: *id,
+                upgrade_asked,
             };
             let upstream = proxy(conn, req, host, target, policy, watch, snap)?;
             Ok(Step::Upstream { upstream })
@@ -393,6 +396,8 @@ struct Target<'a> {
     /// The normalized path, forwarded instead of the one received.
     path: &'a str,
     cluster: ClusterId,
+    /// The request has an `Upgrade` field (looked up once, in [`handle`]).
+    upgrade_asked: bool,
 }
 
 /// Builds the upstream request from the client's and hands it to the pool.
@@ -406,7 +411,7 @@ fn proxy(
     snap: Arc<Snapshot>,
 ) -> Result<Upstream<impl Future<Output = pool::Sent> + Send>, GatewayError> {
     let (mut parts, body) = req.into_parts();
-    let upgrade = headers::is_upgrade_request(parts.version, &parts.headers);
+    let upgrade = target.upgrade_asked && headers::is_upgrade_request(parts.version, &parts.headers);
     let client_upgrade = if upgrade {
         parts.extensions.remove::<OnUpgrade>()
     } else {
