@@ -478,15 +478,9 @@ impl Hop {
             let last = value.to_str().ok().and_then(|v| v.rsplit(',').next());
             self.chunked = Some(last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")));
         } else if *name == CONNECTION {
-            for token in value.to_str().unwrap_or_default().split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    self.close = true;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case("keep-alive") {
-                    if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
-                        self.named.push(named);
-                    }
-                }
-            }
+            let options = value.to_str().unwrap_or_default();
+            self.close |= options.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+            self.named.extend(headers::connection_names(value));
         }
     }
 }

@@ -135,17 +135,23 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     let (Some(_), Some(_)) = (values.next(), values.next()) else {
         return;
     };
+    let joined = cookie_join(headers.get_all(COOKIE));
+    // Each part was a valid value, and "; " is too: the join is one.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// Cookie crumbs as one value, joined with "; " (RFC 9113 §8.2.3).
+fn cookie_join<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Vec<u8> {
     let mut joined = Vec::new();
-    for value in &headers.get_all(COOKIE) {
+    for value in values {
         if !joined.is_empty() {
             joined.extend_from_slice(b"; ");
         }
         joined.extend_from_slice(value.as_bytes());
     }
-    // Each part was a valid value, and "; " is too: the join is one.
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(COOKIE, value);
-    }
+    joined
 }
 
 /// Sets `X-Forwarded-For` (appending the client to a chain the client sent, as nginx's
@@ -194,7 +200,7 @@ pub(crate) fn write_head(
 }
 
 /// The fields `Connection` names besides its options (`close`, `keep-alive`, `upgrade`).
-fn connection_names(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
+pub(crate) fn connection_names(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
     value
         .to_str()
         .unwrap_or_default()
@@ -257,14 +263,7 @@ fn write_fields(
         }
     }
     if !cookies.is_empty() {
-        let mut joined = Vec::new();
-        for value in cookies {
-            if !joined.is_empty() {
-                joined.extend_from_slice(b"; ");
-            }
-            joined.extend_from_slice(value.as_bytes());
-        }
-        line("cookie", &joined);
+        line("cookie", &cookie_join(cookies));
     }
     if xff_named || chain.is_empty() {
         line("x-forwarded-for", fwd.client_ip.as_bytes());
