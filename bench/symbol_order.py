@@ -1,8 +1,10 @@
 """The two halves of bench/symbol-order.sh that read the binary and the profiles.
 
-  symbol_order.py check BIN ORDER             share of ORDER's names BIN defines; exit 1 under 80%;
-                                              at 99% or more, records the current Cargo.lock and
-                                              toolchain as ORDER's (symbol-order.stamp)
+  symbol_order.py check BIN ORDER             share of ORDER's names BIN defines, overall and of
+                                              the HOT hottest; exit 1 under 80% or with any of
+                                              the hottest missing; when all are there, records
+                                              the current Cargo.lock and toolchain as ORDER's
+                                              (symbol-order.stamp)
   symbol_order.py write BIN ORDER PROFILE...  ORDER from callgrind profiles, costliest first
 """
 import os
@@ -47,17 +49,29 @@ def self_cost(path: str) -> dict:
     return cost
 
 
+# The hottest names serve requests. A changed signature renames a function (its hash covers the
+# type), so editing the proxy can leave 99% of the names in place and the hottest one out: at
+# 4776254 proxy::proxy and two more of the first 200 were missing, and an idle process kept
+# 1.3 MiB more of the binary resident.
+HOT = 200
+
+
 def check(binp: str, order: str) -> int:
     listed = [name for name in open(order).read().split() if name]
     have = defined(binp, text_only=False)
     n = sum(1 for s in listed if s in have)
     share = n / max(len(listed), 1)
-    print(f"{n} of {len(listed)} listed functions are in {binp} ({share:.0%})")
-    if share >= 0.99:
+    hot = listed[:HOT]
+    missing = [s for s in hot if s not in have]
+    print(f"{n} of {len(listed)} listed functions are in {binp} ({share:.0%}); "
+          f"{len(hot) - len(missing)} of the {len(hot)} hottest")
+    for s in missing:
+        print(f"  hot and missing: {s}")
+    if share >= 0.99 and not missing:
         # Still fits: a Cargo.lock change that renamed nothing (a dev-dependency) is recorded, so
         # that build.rs stops warning.
         write_stamp(order)
-    return 0 if share >= 0.8 else 1
+    return 0 if share >= 0.8 and not missing else 1
 
 
 def fnv1a(data: bytes) -> int:
