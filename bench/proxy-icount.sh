@@ -7,6 +7,7 @@
 #   SKIP_NGINX=1 bench/proxy-icount.sh ...      # portier only
 #   PORTIER_ACCESS_LOG=/tmp/access.log ...      # with the access log written to a file
 #   H2=1 bench/proxy-icount.sh ...              # HTTP/2 over TLS 1.3 (4 connections × 10 streams)
+#   TLS=1 bench/proxy-icount.sh ...             # HTTP/1.1 over TLS 1.3 (16 connections)
 #
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl, openssl, python3. Ports 18101 (upstream),
 # 18180 (proxy), 18543 on 127.0.0.1. Keeps its work dir (callgrind.out files for
@@ -20,6 +21,8 @@ setup_comparison
 load() {
   if [ -n "${H2:-}" ]; then
     h2load -n $1 -c 4 -m 10 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
+  elif [ -n "${TLS:-}" ]; then
+    h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
   else
     h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
   fi

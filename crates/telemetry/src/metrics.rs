@@ -32,21 +32,20 @@ pub struct Metrics {
 /// [`open`](Self::open) per accepted connection: no label lookup per connection.
 /// The request metrics of one Ingress and backend, resolved once: recording through it skips
 /// the label-set hashing and map lookups of [`Metrics::request_shared`] (~900 instructions per
-/// request, callgrind). Cheap to clone.
+/// request, callgrind).
+///
+/// Held by value where it is cached (the data plane's per-thread map), not behind one more
+/// `Arc`: with 10,000 routes each request's handle is cold, and every pointer between the map
+/// and the counter cells is a cache miss.
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
-    inner: Arc<RouteCells>,
-}
-
-#[derive(Debug)]
-struct RouteCells {
-    ingress: Arc<str>,
-    service: Arc<str>,
-    requests: Family<RequestLabels, Counter>,
-    duration: DurationHistogram,
     /// The `200` counter, made on the first 200 so a route that never answered one shows no
     /// zero series.
     ok: OnceLock<Counter>,
+    duration: DurationHistogram,
+    requests: Family<RequestLabels, Counter>,
+    ingress: Arc<str>,
+    service: Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,12 +88,15 @@ struct DurationHistogram {
     inner: Arc<HistogramCells>,
 }
 
+// In field order: the sum and the first bucket (below 1 ms, where most proxied requests land)
+// share a cache line, so an observation of a cold route's histogram misses once, not twice.
 #[derive(Debug, Default)]
+#[repr(C)]
 struct HistogramCells {
-    /// Observations per bucket (not cumulative); the last cell is above the largest bound.
-    buckets: [AtomicU64; DURATION_BUCKETS_US.len() + 1],
     /// Sum of observations in microseconds: an integer sum needs no compare-and-swap loop.
     sum_us: AtomicU64,
+    /// Observations per bucket (not cumulative); the last cell is above the largest bound.
+    buckets: [AtomicU64; DURATION_BUCKETS_US.len() + 1],
 }
 
 /// Request duration bucket bounds in microseconds, 1 ms to 10 s: below 1 ms is the gateway's own
@@ -205,13 +207,11 @@ impl Metrics {
             ingress: ingress.clone(),
         });
         RouteMetrics {
-            inner: Arc::new(RouteCells {
-                ingress: ingress.clone(),
-                service: service.clone(),
-                requests: self.requests.clone(),
-                duration,
-                ok: OnceLock::new(),
-            }),
+            ok: OnceLock::new(),
+            duration,
+            requests: self.requests.clone(),
+            ingress: ingress.clone(),
+            service: service.clone(),
         }
     }
 
@@ -313,7 +313,7 @@ impl EncodeMetric for DurationHistogram {
 impl RouteMetrics {
     /// Counts one answered request and its duration, as [`Metrics::request_shared`] does.
     pub fn observe(&self, code: u16, duration: Duration) {
-        let cells = &*self.inner;
+        let cells = self;
         let labels = || RequestLabels {
             ingress: cells.ingress.clone(),
             service: cells.service.clone(),

@@ -120,6 +120,45 @@ fn host_precedence() {
 }
 
 #[test]
+fn hosts_short_and_long_are_found_and_listed_in_order() {
+    // Around the inline key's 30 bytes: names up to it live in the map slot, longer ones boxed.
+    let names: Vec<String> = [
+        "a.example".to_owned(),
+        format!("{}.example", "b".repeat(21)), // 29 bytes
+        format!("{}.example", "c".repeat(22)), // 30
+        format!("{}.example", "d".repeat(23)), // 31
+        format!("{}.{}.example", "e".repeat(40), "f".repeat(15)),
+        format!("{}.example", vec!["g".repeat(47); 4].join(".")),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        names.iter().map(String::len).collect::<Vec<_>>(),
+        [9, 29, 30, 31, 64, 199]
+    );
+    let mut routes: Vec<Route> = names.iter().map(|h| route(Some(h), PathType::Prefix, "/", h)).collect();
+    routes.push(route(Some("*.a.example"), PathType::Prefix, "/", "wild"));
+    routes.push(route(
+        Some(&format!("*.{}.example", "w".repeat(40))),
+        PathType::Prefix,
+        "/",
+        "long-wild",
+    ));
+    let t = table(routes);
+    for h in &names {
+        assert_eq!(backend_of(&t, h, "/x").as_deref(), Some(h.as_str()));
+        assert_eq!(backend_of(&t, &format!("{h}x"), "/x"), None);
+    }
+    assert_eq!(backend_of(&t, "b.a.example", "/").as_deref(), Some("wild"));
+    let long = format!("x.{}.example", "w".repeat(40));
+    assert_eq!(backend_of(&t, &long, "/").as_deref(), Some("long-wild"));
+    let mut sorted = names.clone();
+    sorted.sort();
+    let listed: Vec<String> = t.iter().take(names.len()).map(|r| r.backend.to_string()).collect();
+    assert_eq!(listed, sorted);
+}
+
+#[test]
 fn unmatched_is_none_without_default_backend() {
     let t = table(vec![route(Some("a.example"), PathType::Prefix, "/app", "app")]);
     assert_eq!(backend_of(&t, "a.example", "/other"), None);
