@@ -6,6 +6,7 @@
 #   bench/syscalls.sh [PORTIER_BIN] [N]     # default target/release/portier, 20000
 #   PORTIER_ACCESS_LOG=/tmp/access.log ...  # with the access log written to a file
 #   SKIP_NGINX=1 bench/syscalls.sh ...       # portier only
+#   TLS=1 bench/syscalls.sh ...              # HTTP/1.1 over TLS 1.3 (port 18543)
 #   RATE=10000 bench/syscalls.sh ...         # at a fixed offered rate on 64 connections for
 #                                            # N/RATE seconds, as peers.sh's h1-rate scenario;
 #                                            # counted with perf stat (strace would slow the
@@ -20,10 +21,12 @@ D=$(mktemp -d /tmp/portier-syscalls.XXXX)
 . "$HERE/lib.sh"
 setup_comparison
 load() {
+  local url=http://127.0.0.1:18180/api/bench
+  [ -z "${TLS:-}" ] || url=https://127.0.0.1:18543/api/bench
   if [ -n "${RATE:-}" ]; then
-    h2load --h1 -t 1 -c 64 --rps=$(( RATE / 64 )) -D $(( ($1 + RATE - 1) / RATE )) -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
+    h2load --h1 -t 1 -c 64 --rps=$(( RATE / 64 )) -D $(( ($1 + RATE - 1) / RATE )) -H ':authority: bench.example.test' $url | grep 'status codes' >&2
   else
-    h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes' >&2
+    h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' $url | grep 'status codes' >&2
   fi
 }
 EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_getsockopt,syscalls:sys_enter_futex,context-switches,task-clock

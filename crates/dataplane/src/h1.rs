@@ -478,9 +478,14 @@ impl Hop {
             let last = value.to_str().ok().and_then(|v| v.rsplit(',').next());
             self.chunked = Some(last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")));
         } else if *name == CONNECTION {
-            let options = value.to_str().unwrap_or_default();
-            self.close |= options.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
-            self.named.extend(headers::connection_names(value));
+            // One pass: upstreams send `Connection: keep-alive` on nearly every response.
+            for token in headers::connection_tokens(value) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.close = true;
+                } else if let Some(named) = headers::connection_name(token) {
+                    self.named.push(named);
+                }
+            }
         }
     }
 }

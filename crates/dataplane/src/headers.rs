@@ -201,18 +201,29 @@ pub(crate) fn write_head(
 
 /// The fields `Connection` names besides its options (`close`, `keep-alive`, `upgrade`).
 pub(crate) fn connection_names(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
+    connection_tokens(value).filter_map(connection_name)
+}
+
+/// The comma-separated tokens of a `Connection` field, trimmed, empty ones left out.
+pub(crate) fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> + '_ {
     value
         .to_str()
         .unwrap_or_default()
         .split(',')
         .map(str::trim)
-        .filter(|t| {
-            !(t.is_empty()
-                || t.eq_ignore_ascii_case("close")
-                || t.eq_ignore_ascii_case("keep-alive")
-                || t.eq_ignore_ascii_case("upgrade"))
-        })
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|t| !t.is_empty())
+}
+
+/// The field a `Connection` token names; `None` for the options themselves (`close`,
+/// `keep-alive`, `upgrade`) and for what is no field name.
+pub(crate) fn connection_name(token: &str) -> Option<HeaderName> {
+    if token.eq_ignore_ascii_case("close")
+        || token.eq_ignore_ascii_case("keep-alive")
+        || token.eq_ignore_ascii_case("upgrade")
+    {
+        return None;
+    }
+    HeaderName::from_bytes(token.as_bytes()).ok()
 }
 
 /// One pass of [`write_head`] with `named` left out; `false` (and a partial output) when a
@@ -225,12 +236,16 @@ fn write_fields(
     fwd: &Forwarded<'_>,
     named: &[HeaderName],
 ) -> bool {
-    let mut line = |name: &str, value: &[u8]| {
+    // Inlined at every call: outlined (as LLVM chose once `cookie_join` joined the calls), the
+    // head of a usual request cost ~170 instructions more.
+    #[inline(always)]
+    fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
-    };
+    }
+    let mut line = |name: &str, value: &[u8]| field(out, name, value);
     // RFC 9112 §3.2: Host first, when it is ours.
     if let Some(host) = host {
         line("host", host.as_bytes());

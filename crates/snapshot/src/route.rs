@@ -208,11 +208,11 @@ impl HostRoutes {
     }
 
     fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        self.first
-            .iter()
-            .chain(self.rest.iter())
-            .find(|r| r.path.matches(path))
-            .or(self.fallback.as_ref())
+        match &self.first {
+            Some(r) if r.path.matches(path) => Some(r),
+            _ => self.rest.iter().find(|r| r.path.matches(path)),
+        }
+        .or(self.fallback.as_ref())
     }
 }
 
