@@ -713,13 +713,7 @@ mod tests {
             b"Connection: close",
             b"x-long: 0123456789012345678901234567890123456789012345678901234567890123456789",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15);
         for case in 0..20_000 {
             let mut input = Vec::new();
             for _ in 0..next() % 24 {

@@ -59,13 +59,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
     }
     if present[0] && !only_connection_options(headers) {
-        // Collect the names first: the map cannot change while its values are borrowed. Usually
-        // the options are only `keep-alive`, `close` or `upgrade`, which allocate nothing here.
-        let mut named: Vec<HeaderName> = Vec::new();
-        for value in &headers.get_all(CONNECTION) {
-            named.extend(connection_names(value));
-        }
-        for name in named {
+        // Collected first: the map cannot change while its values are borrowed.
+        for name in named_by_connection(headers) {
             headers.remove(name);
         }
     }
@@ -190,13 +185,20 @@ pub(crate) fn write_head(
     // Usually `Connection` names no field (or is absent): written in one pass, without looking
     // it up first. When it does name some, the pass is redone without them.
     if !write_fields(out, headers, host, join, fwd, &[]) {
-        let mut named: Vec<HeaderName> = Vec::new();
-        for value in &headers.get_all(CONNECTION) {
-            named.extend(connection_names(value));
-        }
+        let named = named_by_connection(headers);
         out.truncate(start);
         write_fields(out, headers, host, join, fwd, &named);
     }
+}
+
+/// The fields every `Connection` field of `headers` names. Usually the options are only
+/// `keep-alive`, `close` or `upgrade`, which allocate nothing here.
+fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for value in &headers.get_all(CONNECTION) {
+        named.extend(connection_names(value));
+    }
+    named
 }
 
 /// The fields `Connection` names besides its options (`close`, `keep-alive`, `upgrade`).
@@ -245,10 +247,9 @@ fn write_fields(
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    let mut line = |name: &str, value: &[u8]| field(out, name, value);
     // RFC 9112 §3.2: Host first, when it is ours.
     if let Some(host) = host {
-        line("host", host.as_bytes());
+        field(out, "host", host.as_bytes());
     }
     let mut cookies: Vec<&HeaderValue> = Vec::new();
     // The client's X-Forwarded-For chain, gathered on the way (see `chain`).
@@ -274,24 +275,24 @@ fn write_fields(
             "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port" => {}
             "host" if host.is_some() => {}
             "cookie" if join => cookies.push(value),
-            other => line(other, value.as_bytes()),
+            other => field(out, other, value.as_bytes()),
         }
     }
     if !cookies.is_empty() {
-        line("cookie", &cookie_join(cookies));
+        field(out, "cookie", &cookie_join(cookies));
     }
     if xff_named || chain.is_empty() {
-        line("x-forwarded-for", fwd.client_ip.as_bytes());
+        field(out, "x-forwarded-for", fwd.client_ip.as_bytes());
     } else {
         chain.extend_from_slice(fwd.client_ip.as_bytes());
-        line("x-forwarded-for", &chain);
+        field(out, "x-forwarded-for", &chain);
     }
-    line("x-real-ip", fwd.client_ip.as_bytes());
-    line("x-forwarded-proto", if fwd.tls { b"https" } else { b"http" });
+    field(out, "x-real-ip", fwd.client_ip.as_bytes());
+    field(out, "x-forwarded-proto", if fwd.tls { b"https" } else { b"http" });
     if !fwd.host.is_empty() {
-        line("x-forwarded-host", fwd.host.as_bytes());
+        field(out, "x-forwarded-host", fwd.host.as_bytes());
     }
-    line("x-forwarded-port", fwd.local_port.as_bytes());
+    field(out, "x-forwarded-port", fwd.local_port.as_bytes());
     out.extend_from_slice(b"\r\n");
     true
 }
@@ -369,19 +370,13 @@ mod tests {
             ("cookie", "b=2"),
             ("proxy-connection", "x"),
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         let client_ip = HeaderValue::from_static("192.0.2.7");
         let port = HeaderValue::from_static("8080");
         for case in 0..5_000 {
             let pairs: Vec<(&str, &str)> = (0..next() % 10).map(|_| FIELDS[(next() % 18) as usize]).collect();
             let client = map(&pairs);
-            let join = next() % 2 == 0;
+            let join = next().is_multiple_of(2);
             let host = match next() % 3 {
                 0 => None,
                 1 => Some(HeaderValue::from_static("authority.example")),
@@ -394,7 +389,7 @@ mod tests {
             let fwd = Forwarded {
                 client_ip: &client_ip,
                 local_port: &port,
-                tls: next() % 2 == 0,
+                tls: next().is_multiple_of(2),
                 host: &raw_host,
             };
 

@@ -83,3 +83,14 @@ impl std::fmt::Debug for Dataplane {
             .finish_non_exhaustive()
     }
 }
+
+/// A seeded xorshift64 generator for the randomized tests: the same cases on every run.
+#[cfg(test)]
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

@@ -600,11 +600,11 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
             }
         };
 
-        // `own`: crate::h1 left the hop-by-hop fields out already.
-        let (mut rparts, body, switching, own) = match sent {
+        let (mut rparts, body) = match sent {
+            // crate::h1 left the hop-by-hop fields out while parsing.
             Sent::H1(resp) => {
                 let (rparts, body) = resp.into_parts();
-                (rparts, ResponseBody::H1(body), false, true)
+                (rparts, ResponseBody::H1(body))
             }
             Sent::Hyper(resp, mut lease) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -621,17 +621,10 @@ impl<F: Future<Output = pool::Sent>> Upstream<F> {
                     conn.shared.spawn_tunnel(conn.clone(), client_io, upstream_io);
                     lease.discard();
                 }
-                (
-                    rparts,
-                    ResponseBody::Upstream(UpstreamBody::new(rbody, lease)),
-                    switching,
-                    false,
-                )
+                headers::strip_hop_by_hop(&mut rparts.headers, switching);
+                (rparts, ResponseBody::Upstream(UpstreamBody::new(rbody, lease)))
             }
         };
-        if !own {
-            headers::strip_hop_by_hop(&mut rparts.headers, switching);
-        }
         // The client-side extensions mean nothing to the server connection; hyper picks the version.
         rparts.extensions = Extensions::new();
         rparts.version = Version::HTTP_11;
