@@ -12,6 +12,9 @@
 #                                    # records the current Cargo.lock and toolchain as the
 #                                    # file's (symbol-order.stamp), which build.rs checks
 #
+# The binary profiled is scripts/build-release.sh's, with glibc linked in where it can be, so the
+# C functions portier calls (malloc, memcpy, ...) are ordered with the rest; a dynamically linked
+# build simply lacks those names.
 # The names carry hashes that change with the toolchain and with dependency versions. Regenerate
 # after `cargo update` or a toolchain upgrade, and when --check reports a low share.
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl, openssl, python3, binutils (nm).
@@ -29,8 +32,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 
 cd "$ROOT"
-cargo build --release -p portier
-BIN=$ROOT/target/release/portier
+BIN=$("$ROOT/scripts/build-release.sh")   # the binary as shipped: glibc linked in, where it can be
 D=$(mktemp -d /tmp/portier-order.XXXX)
 . "$HERE/lib.sh"
 P=
@@ -60,6 +62,6 @@ curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/x
 kill -TERM $P; wait $P || true; P=
 
 python3 "$HERE/symbol_order.py" write "$BIN" "$ORDER" "$D/out" "$D/out.1"
-cargo build --release -p portier
+"$ROOT/scripts/build-release.sh" >/dev/null
 coverage "$BIN"
 rm -rf "$D"

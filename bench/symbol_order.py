@@ -14,14 +14,22 @@ import sys
 
 
 def defined(binp: str, text_only: bool) -> set:
-    """Symbols BIN defines (with text_only, only functions: the linker orders nothing else)."""
+    """Symbols BIN defines (with text_only, only functions: the linker orders nothing else).
+    `i` is an IFUNC: glibc's name for the resolver that picks a variant (`memcpy`); valgrind
+    reports the resolver under that name, and the kernel maps it at start-up like any code."""
     out = set()
     for line in subprocess.run(["nm", "--defined-only", binp], capture_output=True, text=True,
                                check=True).stdout.splitlines():
         p = line.split()
-        if len(p) == 3 and (not text_only or p[1] in "tTwW"):
+        if len(p) == 3 and (not text_only or p[1] in "tTwWi"):
             out.add(p[2])
     return out
+
+
+def links_libc_dynamically(binp: str) -> bool:
+    dynamic = subprocess.run(["readelf", "-d", binp], capture_output=True, text=True,
+                             check=True).stdout
+    return re.search(r"\(NEEDED\).*libc\.so", dynamic) is not None
 
 
 def self_cost(path: str) -> dict:
@@ -63,8 +71,14 @@ def check(binp: str, order: str) -> int:
     share = n / max(len(listed), 1)
     hot = listed[:HOT]
     # LLVM numbers the local copies it makes (`name.6247`) afresh in every build that changes
-    # anything; only the names a build keeps can be required.
-    missing = [s for s in hot if s not in have and not re.search(r"\.\d+$", s)]
+    # anything; only the names a build keeps can be required. The file is written from the
+    # binary scripts/build-release.sh links, with glibc inside; a binary that loads libc.so
+    # instead lacks glibc's functions (malloc, memcpy, ...), not a stale order.
+    dynamic = links_libc_dynamically(binp)
+    missing = [s for s in hot if s not in have and not re.search(r"\.\d+$", s)
+               and not (dynamic and not s.startswith(("_ZN", "_R")))]
+    if dynamic:
+        print(f"{binp} loads the C library at run time: only Rust names are required")
     print(f"{n} of {len(listed)} listed functions are in {binp} ({share:.0%}); "
           f"{len(hot) - len(missing)} of the {len(hot)} hottest")
     for s in missing:
@@ -95,14 +109,35 @@ def write_stamp(order: str) -> None:
                 f"toolchain {rustc}\ncargo-lock-fnv1a {lock:016x}\n")
 
 
+# glibc's string functions come in variants per instruction set (`__memmove_avx_unaligned_erms`,
+# `__memmove_evex_unaligned_erms`, ...), one picked at start-up for the CPU. Valgrind's CPU has no
+# AVX-512, so the profile names the AVX2 variant while a machine with AVX-512 runs the EVEX one.
+GLIBC_VARIANT = re.compile(
+    r"^__(\w+?)_(?:sse2|ssse3|sse4_1|sse4_2|avx|avx2|evex|avx512|fma|fma4)(?:_\w+)?$")
+
+
+def siblings(name: str, have: set) -> list:
+    """The other variants of a glibc function the profile ran, which other CPUs pick."""
+    m = GLIBC_VARIANT.match(name)
+    if not m:
+        return []
+    return sorted(s for s in have if s != name and GLIBC_VARIANT.match(s)
+                  and GLIBC_VARIANT.match(s).group(1) == m.group(1))
+
+
 def write(binp: str, order: str, profiles: list) -> int:
     have = defined(binp, text_only=True)
     out, seen = [], set()
     for path in profiles:  # in the order given: serving first, then start-up
         for name, _ in sorted(self_cost(path).items(), key=lambda kv: -kv[1]):
-            if name in have and name not in seen:
-                seen.add(name)
-                out.append(name)
+            for s in [name] + siblings(name, have) if name in have else []:
+                if s not in seen:
+                    seen.add(s)
+                    out.append(s)
+    # Valgrind calls the code before main "(below main)"; each page of it touched outside the
+    # order maps another 64 KiB.
+    out += [s for s in ("_start", "__libc_start_main", "__libc_start_main_impl",
+                        "__libc_start_call_main") if s in have and s not in seen]
     open(order, "w").write("\n".join(out) + "\n")
     write_stamp(order)
     print(f"{order}: {len(out)} functions")
