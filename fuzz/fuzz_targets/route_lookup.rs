@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             action: Action::Unavailable { reason: "fuzz".into() },
             https_redirect: false,
             policy: policy.clone(),
+            attached: Default::default(),
         };
         let _ = if fallback { builder.fallback(route) } else { builder.add(route) };
     }

@@ -117,6 +117,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
                 action: resolved.action,
                 https_redirect: redirect,
                 policy: policy.clone(),
+                attached: Default::default(),
             };
             add_route(cx, res, at, route);
         }
@@ -133,6 +134,7 @@ pub(crate) fn compile_ingress<'m>(cx: &mut Cx<'m>, (res, ing): (&'m Resource, &'
             action: resolved.action.clone(),
             https_redirect: redirect,
             policy: policy.clone(),
+            attached: Default::default(),
         };
         if rules.is_empty() {
             cx.defaults.catch_all.push(make(None, ann.force_ssl_redirect));

@@ -2,10 +2,7 @@
 //! body also finishes the exchange: when it ends (or is dropped early) the request is counted in
 //! the metrics and its access-log record is sent, so both see the whole transfer.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -20,7 +17,7 @@ use portier_telemetry::{AccessRecord, Metrics, RouteMetrics};
 use tokio::time::Sleep;
 
 use crate::h1::H1Body;
-use crate::pool::{AddrHasher, Lease};
+use crate::pool::Lease;
 use crate::server::Conn;
 
 /// The client's request body on its way to the upstream. Enforces the route's body limit on
@@ -388,40 +385,31 @@ impl Finish {
             shared.access_log.log(*record);
         }
         match &self.route {
-            Some(_) => record_route(&shared.metrics, ingress, service, self.status, elapsed),
+            Some(route) => record_route(&shared.metrics, route, self.status, elapsed),
             None => shared.metrics.request_shared(ingress, service, self.status, elapsed),
         }
     }
 }
 
-/// Per thread, the resolved metrics of the routes served, keyed by the identity of the registry
-/// and of the label strings. Each entry holds those strings, so an address cannot be reused by another label
-/// while it is a key. A reload makes new strings: the map is emptied when it grows past
-/// [`ROUTE_METRICS_CACHED`].
-type RouteMetricsCache = HashMap<(usize, usize, usize), RouteMetrics, BuildHasherDefault<AddrHasher>>;
-
-thread_local! {
-    static ROUTE_METRICS: RefCell<RouteMetricsCache> = RefCell::new(RouteMetricsCache::default());
+/// Records through the metric handles resolved on the route's first request and kept on the
+/// route ([`Attached`](portier_snapshot::Attached)). They belong to the registry that resolved
+/// them: a route served by another registry (two servers in one process sharing a snapshot)
+/// records by labels.
+fn record_route(metrics: &Metrics, route: &Route, code: u16, elapsed: Duration) {
+    let registry = std::ptr::from_ref(metrics) as usize;
+    let attached = route.attached.get_or_init(|| RouteHandles {
+        registry,
+        metrics: metrics.route(&route.ingress, &route.backend),
+    });
+    match attached {
+        Some(h) if h.registry == registry => h.metrics.observe(code, elapsed),
+        _ => metrics.request_shared(&route.ingress, &route.backend, code, elapsed),
+    }
 }
 
-const ROUTE_METRICS_CACHED: usize = 16_384;
-
-fn record_route(metrics: &Metrics, ingress: &Arc<str>, service: &Arc<str>, code: u16, elapsed: Duration) {
-    let key = (
-        std::ptr::from_ref(metrics) as usize,
-        Arc::as_ptr(ingress).cast::<u8>() as usize,
-        Arc::as_ptr(service).cast::<u8>() as usize,
-    );
-    let cached = ROUTE_METRICS.try_with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.len() >= ROUTE_METRICS_CACHED && !cache.contains_key(&key) {
-            cache.clear();
-        }
-        let m = cache.entry(key).or_insert_with(|| metrics.route(ingress, service));
-        m.observe(code, elapsed);
-    });
-    if cached.is_err() {
-        // The thread is exiting and its cache is gone.
-        metrics.request_shared(ingress, service, code, elapsed);
-    }
+/// What the data plane attaches to a route.
+struct RouteHandles {
+    /// The address of the registry `metrics` belongs to.
+    registry: usize,
+    metrics: RouteMetrics,
 }

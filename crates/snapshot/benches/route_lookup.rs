@@ -33,6 +33,7 @@ fn synthetic_table(n: usize) -> RouteTable {
                 action: Action::Proxy(ClusterId::new(0)),
                 https_redirect: false,
                 policy: Default::default(),
+                attached: Default::default(),
             });
         }
     }

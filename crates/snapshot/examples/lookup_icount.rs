@@ -56,6 +56,7 @@ fn table(hosts: usize) -> RouteTable {
                 action: Action::Proxy(ClusterId::new(0)),
                 https_redirect: false,
                 policy: Default::default(),
+                attached: Default::default(),
             });
             assert!(added.is_ok(), "synthetic routes do not conflict");
         }

@@ -22,7 +22,8 @@ pub use cluster::{Cluster, ClusterId};
 pub use path::{normalize_path, PathError};
 pub use policy::{GlobalSettings, RoutePolicy, SourceFilter};
 pub use route::{
-    normalize_host, Action, HostRoutes, Lookup, PathMatch, PathType, Route, RouteTable, RouteTableBuilder, StaticReply,
+    normalize_host, Action, Attached, HostRoutes, Lookup, Name, PathMatch, PathType, Route, RouteTable,
+    RouteTableBuilder, StaticReply,
 };
 pub use tls::{CertEntry, TlsStore, TlsStoreBuilder};
 

@@ -254,6 +254,7 @@ mod tests {
                 action: Action::Unavailable { reason: "test".into() },
                 https_redirect: false,
                 policy: Default::default(),
+                attached: Default::default(),
             })
             .expect("distinct test paths");
         }

@@ -34,9 +34,9 @@ pub struct Metrics {
 /// the label-set hashing and map lookups of [`Metrics::request_shared`] (~900 instructions per
 /// request, callgrind).
 ///
-/// Held by value where it is cached (the data plane's per-thread map), not behind one more
-/// `Arc`: with 10,000 routes each request's handle is cold, and every pointer between the map
-/// and the counter cells is a cache miss.
+/// The data plane keeps it on the route it resolved it for, by value rather than behind one
+/// more `Arc`: with 10,000 routes each request's handle is cold, and every pointer between the
+/// route and the counter cells is a cache miss.
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
     /// The `200` counter, made on the first 200 so a route that never answered one shows no

@@ -123,6 +123,7 @@ pub fn route(host: &str, path: &str, action: Action) -> Route {
         action,
         https_redirect: false,
         policy: Default::default(),
+        attached: Default::default(),
     }
 }
 

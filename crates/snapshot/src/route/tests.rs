@@ -14,6 +14,7 @@ fn route(host: Option<&str>, path_type: PathType, path: &str, backend: &str) -> 
         action: Action::Unavailable { reason: "test".into() },
         https_redirect: false,
         policy: Default::default(),
+        attached: Default::default(),
     }
 }
 
@@ -258,4 +259,45 @@ fn routes_are_shared_not_copied() {
     let r = t.find("a.example", "/").unwrap();
     assert_eq!(Arc::strong_count(r), 1);
     assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn paths_short_and_long_match_alike() {
+    // Around the inline name's 30 bytes, for both path types.
+    for n in [1, 28, 29, 30, 31, 120] {
+        let p = format!("/{}", "p".repeat(n));
+        let prefix = PathMatch::new(PathType::Prefix, &format!("{p}/"));
+        let exact = PathMatch::new(PathType::Exact, &p);
+        assert_eq!(prefix.as_str(), p);
+        assert_eq!(exact.as_str(), p);
+        for (path, prefix_matches, exact_matches) in [
+            (p.clone(), true, true),
+            (format!("{p}/"), true, false),
+            (format!("{p}/x"), true, false),
+            (format!("{p}x"), false, false),
+            (p[..p.len() - 1].to_owned(), false, false),
+        ] {
+            assert_eq!(prefix.matches(&path), prefix_matches, "{prefix} against {path}");
+            assert_eq!(exact.matches(&path), exact_matches, "{exact} against {path}");
+        }
+    }
+    assert_eq!(format!("{:?}", PathMatch::new(PathType::Exact, "/a")), r#"Exact("/a")"#);
+}
+
+#[test]
+fn attached_state_is_made_once_and_ignored_by_equality() {
+    let a = route(Some("a.example"), PathType::Prefix, "/", "b");
+    let b = route(Some("a.example"), PathType::Prefix, "/", "b");
+    let mut made = 0;
+    for _ in 0..3 {
+        let v = a.attached.get_or_init(|| {
+            made += 1;
+            7_u32
+        });
+        assert_eq!(v, Some(&7));
+    }
+    assert_eq!(made, 1);
+    // Another type finds the slot taken.
+    assert_eq!(a.attached.get_or_init(|| "other"), None);
+    assert_eq!(a, b);
 }
