@@ -5,7 +5,10 @@ Starts `portier serve` on a 1-route configuration (bench/candidate.py's manifest
 upstream), opens N client connections that each complete one request and then stay open and idle,
 and reports the growth of portier's VmRSS divided by N.
 
-    python3 bench/idle_conns.py [--connections 10000] [--bin target/release/portier]
+    python3 bench/idle_conns.py [--connections 10000] [--bin target/release/portier] [--tls]
+
+With --tls the connections are TLS 1.3 (HTTP/1.1 by ALPN) to a one-host configuration with a
+fresh self-signed certificate (openssl), so the growth includes rustls's per-connection state.
 
 Raises its own open-file limit; N above the hard limit fails early with a clear message.
 """
@@ -14,6 +17,7 @@ import json
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,6 +37,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18281)
     ap.add_argument("--bin", default=os.environ.get("PORTIER_BIN",
                                                     os.path.join(HERE, "..", "target", "release", "portier")))
+    ap.add_argument("--tls", action="store_true", help="TLS 1.3 connections (port + 1)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = args.connections + 256
@@ -45,17 +50,36 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     work = tempfile.mkdtemp(prefix="portier-idle-")
-    routes = {"listen": {"http": f"127.0.0.1:{args.port}", "https": "127.0.0.1:0"},
+    https = f"127.0.0.1:{args.port + 1}" if args.tls else "127.0.0.1:0"
+    routes = {"listen": {"http": f"127.0.0.1:{args.port}", "https": https},
               "tls": {"cert": "", "key": ""},
               "upstreams": {"backend": [f"127.0.0.1:{server.server_address[1]}"]},
               "routes": [{"host": "bench.example.test", "path_prefix": "/api/", "upstream": "backend"},
                          {"host": "other.example.test", "path_prefix": "/api/", "upstream": "backend"}]}
+    if args.tls:
+        # bench/candidate.py writes the TLS Secret for a one-host configuration only.
+        routes["routes"] = routes["routes"][:1]
+        routes["tls"] = {"cert": os.path.join(work, "c.pem"), "key": os.path.join(work, "k.pem")}
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", routes["tls"]["key"], "-out", routes["tls"]["cert"], "-days", "2",
+                        "-subj", "/CN=bench.example.test", "-addext", "subjectAltName=DNS:bench.example.test"],
+                       check=True, capture_output=True)
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    tls.set_alpn_protocols(["http/1.1"])
+
+    def connect() -> socket.socket:
+        if not args.tls:
+            return socket.create_connection(("127.0.0.1", args.port))
+        return tls.wrap_socket(socket.create_connection(("127.0.0.1", args.port + 1)),
+                               server_hostname="bench.example.test")
     routes_file = os.path.join(work, "routes.json")
     json.dump(routes, open(routes_file, "w"))
     manifests = candidate.write_manifests(routes_file, work)
     # The portier process gets the raised limit through inheritance.
     proc = subprocess.Popen([args.bin, "serve", "--config", manifests, "--http-listen", f"127.0.0.1:{args.port}",
-                             "--https-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                             "--https-listen", https, "--admin-listen", "127.0.0.1:0",
                              "--access-log", "off", "--configmap", "bench/portier", "--worker-threads", "1",
                              "--state-dir", os.path.join(work, "state")],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "portier.log"), "w"))
@@ -66,14 +90,17 @@ def main() -> None:
             if proc.poll() is not None or time.monotonic() - t0 > 30:
                 sys.exit(f"portier did not start; see {work}/portier.log")
             time.sleep(0.01)
+        request = b"GET /api/bench HTTP/1.1\r\nHost: bench.example.test\r\n\r\n"
         # Warm up the paths a connection takes, so the baseline includes them.
         for _ in range(200):
-            get(args.port, "bench.example.test")
+            s = connect()
+            s.sendall(request)
+            drain([s])
+            s.close()
         time.sleep(0.5)
         before = memory(proc.pid)["VmRSS"]
-        request = b"GET /api/bench HTTP/1.1\r\nHost: bench.example.test\r\n\r\n"
         for i in range(args.connections):
-            s = socket.create_connection(("127.0.0.1", args.port))
+            s = connect()
             s.sendall(request)
             conns.append(s)
             if len(conns) % 100 == 0:
@@ -82,7 +109,8 @@ def main() -> None:
         time.sleep(1.0)
         after = memory(proc.pid)
         per = (after["VmRSS"] - before) / args.connections
-        print(f"{args.connections} idle keep-alive connections: VmRSS {before / 1024:.1f} -> "
+        kind = "TLS keep-alive connections" if args.tls else "keep-alive connections"
+        print(f"{args.connections} idle {kind}: VmRSS {before / 1024:.1f} -> "
               f"{after['VmRSS'] / 1024:.1f} MiB, {per:.2f} KiB per connection (VmHWM {after['VmHWM'] / 1024:.1f} MiB)")
     finally:
         for s in conns:
