@@ -28,8 +28,6 @@ pub struct Metrics {
     empty: Arc<str>,
 }
 
-/// The open-connection gauge of one listener. Take it once per listener, then call
-/// [`open`](Self::open) per accepted connection: no label lookup per connection.
 /// The request metrics of one Ingress and backend, resolved once: recording through it skips
 /// the label-set hashing and map lookups of [`Metrics::request_shared`] (~900 instructions per
 /// request, callgrind).
@@ -48,6 +46,8 @@ pub struct RouteMetrics {
     service: Arc<str>,
 }
 
+/// The open-connection gauge of one listener. Take it once per listener, then call
+/// [`open`](Self::open) per accepted connection: no label lookup per connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionGauge {
     gauge: Gauge,
@@ -313,21 +313,19 @@ impl EncodeMetric for DurationHistogram {
 impl RouteMetrics {
     /// Counts one answered request and its duration, as [`Metrics::request_shared`] does.
     pub fn observe(&self, code: u16, duration: Duration) {
-        let cells = self;
         let labels = || RequestLabels {
-            ingress: cells.ingress.clone(),
-            service: cells.service.clone(),
+            ingress: self.ingress.clone(),
+            service: self.service.clone(),
             code,
         };
         if code == 200 {
-            cells
-                .ok
-                .get_or_init(|| cells.requests.get_or_create_owned(&labels()))
+            self.ok
+                .get_or_init(|| self.requests.get_or_create_owned(&labels()))
                 .inc();
         } else {
-            cells.requests.get_or_create(&labels()).inc();
+            self.requests.get_or_create(&labels()).inc();
         }
-        cells.duration.observe(duration);
+        self.duration.observe(duration);
     }
 }
 
