@@ -123,34 +123,45 @@ GLIBC_VARIANT = re.compile(
 AVX512_ONLY = re.compile(r"avx512|_evex")
 
 
-def siblings(name: str, have: set) -> list:
+def variants(have: set) -> dict:
+    """glibc's variants of each function BIN defines, by function: `memmove` -> `__memmove_*`."""
+    out = {}
+    for s in have:
+        m = GLIBC_VARIANT.match(s)
+        if m:
+            out.setdefault(m.group(1), []).append(s)
+    return out
+
+
+def siblings(name: str, have: set, variants: dict) -> list:
     """The other variants of a function the profile ran, which other CPUs pick: glibc's per
     instruction set, aws-lc's `x` and `x_alt` (with and without BMI2/ADX)."""
     alt = [s for s in (name[:-4] if name.endswith("_alt") else name + "_alt",) if s in have]
     m = GLIBC_VARIANT.match(name)
-    if not m:
-        return alt
-    return alt + sorted(s for s in have if s != name and GLIBC_VARIANT.match(s)
-                        and GLIBC_VARIANT.match(s).group(1) == m.group(1))
+    return alt + (sorted(s for s in variants.get(m.group(1), []) if s != name) if m else [])
 
 
 def write(binp: str, order: str, profiles: list) -> int:
     have = defined(binp, text_only=True)
+    by_function = variants(have)
     out, seen = [], set()
-    for i, path in enumerate(profiles):  # in the order given: serving first, then start-up
-        for name, _ in sorted(self_cost(path).items(), key=lambda kv: -kv[1]):
-            for s in [name] + siblings(name, have) if name in have else []:
-                if s not in seen:
-                    seen.add(s)
-                    out.append(s)
-        if i == 0:
-            for s in sorted(s for s in have if AVX512_ONLY.search(s) and s not in seen):
+
+    def add(names) -> None:
+        for s in names:
+            if s not in seen:
                 seen.add(s)
                 out.append(s)
+
+    for i, path in enumerate(profiles):  # in the order given: serving first, then start-up
+        for name, _ in sorted(self_cost(path).items(), key=lambda kv: -kv[1]):
+            if name in have:
+                add([name] + siblings(name, have, by_function))
+        if i == 0:
+            add(sorted(s for s in have if AVX512_ONLY.search(s)))
     # Valgrind calls the code before main "(below main)"; each page of it touched outside the
     # order maps another 64 KiB.
-    out += [s for s in ("_start", "__libc_start_main", "__libc_start_main_impl",
-                        "__libc_start_call_main") if s in have and s not in seen]
+    add(s for s in ("_start", "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main")
+        if s in have)
     open(order, "w").write("\n".join(out) + "\n")
     write_stamp(order)
     print(f"{order}: {len(out)} functions")
