@@ -39,10 +39,9 @@ json.dump({"listen": {"http": "127.0.0.1:18180", "https": "127.0.0.1:18543"},
 candidate.write_manifests(d + "/routes.json", d)
 P
 
+portier_serve_args
 serve() { # prefix...
-    "$@" "$BIN" serve --config "$D/manifests" --http-listen 127.0.0.1:18180 \
-        --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir "$D/state" \
-        --configmap bench/portier --worker-threads 1 --access-log off > "$D/portier.log" 2>&1 &
+    "$@" "$BIN" "${PORTIER_SERVE[@]}" > "$D/portier.log" 2>&1 &
     P=$!
 }
 load() { # hosts seconds [cpu]

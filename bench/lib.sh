@@ -1,4 +1,5 @@
-# Set-up shared by bench/proxy-icount.sh, bench/syscalls.sh and bench/symbol-order.sh; source it
+# Set-up shared by bench/proxy-icount.sh, syscalls.sh, memory.sh, hosts-cost.sh and
+# symbol-order.sh; source it
 # with D (a work directory) and HERE (bench/) set.
 #
 # One route, bench.example.test/api/ on 127.0.0.1:18180 (HTTPS 18543), to an nginx upstream on
@@ -69,6 +70,15 @@ wait_up() {
     done
     echo "nothing answers on 127.0.0.1:18180; see the logs in $D" >&2
     exit 1
+}
+
+# `portier serve` on $D/manifests with the ports above, one worker, the admin listener on any
+# free port, the access log as the argument says (default off): sets PORTIER_SERVE, for
+# "$BIN" "${PORTIER_SERVE[@]}".
+portier_serve_args() { # [off|PATH]
+    PORTIER_SERVE=(serve --config "$D/manifests" --http-listen 127.0.0.1:18180
+        --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir "$D/state"
+        --configmap bench/portier --worker-threads 1 --access-log "${1:-off}")
 }
 
 # All of the above for a one-route comparison of nginx and portier; the upstream is killed on exit.

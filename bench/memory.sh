@@ -36,5 +36,6 @@ run() { local name=$1; shift
   kill -TERM $P; wait $P || true; sleep 0.3
 }
 [ -n "${SKIP_NGINX:-}" ] || run nginx nginx -c $D/px.conf -p $D
-run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log off
+portier_serve_args
+run portier "$BIN" "${PORTIER_SERVE[@]}"
 rm -rf "$D"

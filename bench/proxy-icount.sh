@@ -37,5 +37,6 @@ measure() { # name cmd...
   echo "$name: $(( tot / N )) instructions/request  (total $tot)"
 }
 [ -n "${SKIP_NGINX:-}" ] || measure nginx nginx -c $D/px.conf -p $D
-measure portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log "${PORTIER_ACCESS_LOG:-off}"
+portier_serve_args "${PORTIER_ACCESS_LOG:-off}"
+measure portier "$BIN" "${PORTIER_SERVE[@]}"
 echo "callgrind files: $D"

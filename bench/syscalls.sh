@@ -50,4 +50,5 @@ run() { local name=$1; shift
   fi
 }
 [ -n "${SKIP_NGINX:-}" ] || run nginx nginx -c $D/px.conf -p $D
-run portier $BIN serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 --admin-listen 127.0.0.1:0 --state-dir $D/state --configmap bench/portier --worker-threads 1 --access-log "${PORTIER_ACCESS_LOG:-off}"
+portier_serve_args "${PORTIER_ACCESS_LOG:-off}"
+run portier "$BIN" "${PORTIER_SERVE[@]}"
