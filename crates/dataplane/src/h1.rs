@@ -28,14 +28,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::headers;
 use crate::pool::{self, AddrHasher, SendError, MAX_IDLE_PER_ENDPOINT};
 
-/// The buffer of the first read of a response: big enough for the head and a small body at once.
+/// The first read of a response: big enough for the head and a small body at once. It goes into
+/// a buffer on the stack, and what it read is copied into one allocation of its own size: a
+/// response's head lives as long as the response (its header values point into it), and an
+/// 8 KiB buffer per exchange was half of the heap with 160 HTTP/2 streams in flight.
 const FIRST_READ: usize = 8 * 1024;
 /// A response head larger than this is refused (502), as nginx refuses one larger than its
 /// `proxy_buffer_size`.
@@ -287,7 +290,7 @@ impl Future for Exchange {
                     Poll::Ready(Ok(_)) => {
                         this.state = State::Reading {
                             io,
-                            buf: BytesMut::with_capacity(FIRST_READ),
+                            buf: BytesMut::new(),
                         };
                     }
                     Poll::Ready(Err(e)) => this.retry_or_fail(e)?,
@@ -304,7 +307,12 @@ impl Future for Exchange {
                             buf.reserve(buf.len());
                         }
                     }
-                    match tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut buf) {
+                    let read = if buf.is_empty() {
+                        poll_read_exact_size(&mut io, cx, &mut buf)
+                    } else {
+                        tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut buf)
+                    };
+                    match read {
                         Poll::Pending => {
                             this.state = State::Reading { io, buf };
                             return Poll::Pending;
@@ -324,6 +332,18 @@ impl Future for Exchange {
             }
         }
     }
+}
+
+/// Reads up to [`FIRST_READ`] bytes into `buf`, which is empty, allocated to the size read.
+fn poll_read_exact_size(io: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    let mut scratch = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+    let mut read = ReadBuf::uninit(&mut scratch);
+    ready!(Pin::new(io).poll_read(cx, &mut read))?;
+    let n = read.filled().len();
+    if n > 0 {
+        *buf = BytesMut::from(read.filled());
+    }
+    Poll::Ready(Ok(n))
 }
 
 /// A parsed response head, before it is given its connection.
@@ -871,6 +891,49 @@ mod tests {
             prop_assert_eq!(end, Ok(()));
             prop_assert_eq!(got, data);
         }
+    }
+
+    /// The first read goes to the stack and later ones to the heap: a head cut anywhere, after an
+    /// interim response, and larger than the first read, arrives whole, and so does its body.
+    #[tokio::test]
+    async fn heads_cut_anywhere_arrive_whole() {
+        use http_body_util::BodyExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let big = "v".repeat(FIRST_READ + 100);
+        let wire = format!(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-big: {big}\r\nx-small: s\r\ncontent-length: 5\r\n\r\nhello"
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cuts = [1, 20, 27, 40, FIRST_READ, FIRST_READ + 60, wire.len() - 3];
+        let upstream = tokio::spawn(async move {
+            for cut in cuts {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut req = [0u8; 256];
+                let _ = sock.read(&mut req).await.unwrap();
+                sock.set_nodelay(true).unwrap();
+                for piece in [&wire.as_bytes()[..cut], &wire.as_bytes()[cut..]] {
+                    sock.write_all(piece).await.unwrap();
+                    sock.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        // No pooling between the cases: each gets its own connection.
+        for cut in cuts {
+            let pool = Arc::new(Pool::new(Duration::from_secs(5)));
+            let head = Bytes::from_static(b"GET / HTTP/1.1\r\nhost: u\r\n\r\n");
+            let resp = send(&pool, addr, head, false, Duration::from_secs(5), HeaderMap::new())
+                .await
+                .unwrap_or_else(|e| panic!("cut at {cut}: {e:?}"));
+            assert_eq!(resp.status(), StatusCode::OK, "cut at {cut}");
+            assert_eq!(resp.headers()["x-big"].len(), big.len(), "cut at {cut}");
+            assert_eq!(resp.headers()["x-small"], "s", "cut at {cut}");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"hello", "cut at {cut}");
+        }
+        upstream.await.unwrap();
     }
 
     #[test]
