@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a proxy's resident memory is: VmHWM, RssAnon and RssFile, and Rss by mapping, idle and
-# after load (h1-rate's: 64 connections at RATE req/s for SECS s; then 100,000 HTTP/2 requests over
-# TLS), nginx and portier one after the other, one route and one worker each. For portier also
+# after load (h1-rate's: 64 connections at RATE req/s for SECS s; then 100,000 HTTP/1.1 requests
+# over TLS on 64 connections; then 100,000 HTTP/2 requests over TLS on 16 connections, 10 streams
+# each), nginx and portier one after the other, one route and one worker each. For portier also
 # which sections of its binary are resident, and how much of .text lies outside the linked order
 # (bench/resident.py; pagemap needs root).
 #
@@ -31,6 +32,8 @@ run() { local name=$1; shift
   echo "== $name"; report $P idle
   h2load --h1 -t 1 -c 64 --rps=$(( RATE / 64 )) -D $SECS -H ':authority: bench.example.test' http://127.0.0.1:18180/api/bench | grep 'status codes'
   report $P "after h1-rate's load"
+  h2load --h1 -t 1 -c 64 -n 100000 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes'
+  report $P "after HTTP/1.1 over TLS"
   h2load -t 1 -c 16 -m 10 -n 100000 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes'
   report $P "after HTTP/2 over TLS"
   kill -TERM $P; wait $P || true; sleep 0.3
