@@ -30,12 +30,18 @@ pub enum TelemetryError {
     EmptyAccessLogTarget,
 }
 
+/// What is logged without `RUST_LOG`. rustls logs at warn what a client can cause on every
+/// handshake (an IP address sent as SNI, as wrk and some libraries do; warning alerts; unexpected
+/// messages): at info, any client could fill the log, one line per connection. Handshake failures
+/// that matter are portier's own events.
+pub const DEFAULT_LOG_FILTER: &str = "info,rustls=error";
+
 /// Installs the process-wide `tracing` subscriber: JSON lines on stderr, filtered by `RUST_LOG`
-/// (default `info`). A second call keeps the first subscriber and does nothing, so tests and the
-/// binary may both call it.
+/// (default [`DEFAULT_LOG_FILTER`]). A second call keeps the first subscriber and does nothing,
+/// so tests and the binary may both call it.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // try_init: a subscriber may already be set (a test, or a second call); that is not an error.
     let _ = tracing_subscriber::fmt()
         .json()
@@ -48,6 +54,20 @@ pub fn init_tracing() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rustls_warnings_are_off_by_default() {
+        use tracing::Level;
+        use tracing_subscriber::layer::SubscriberExt;
+        let sub =
+            tracing_subscriber::Registry::default().with(tracing_subscriber::EnvFilter::new(super::DEFAULT_LOG_FILTER));
+        tracing::subscriber::with_default(sub, || {
+            assert!(!tracing::enabled!(target: "rustls::msgs::handshake", Level::WARN));
+            assert!(tracing::enabled!(target: "rustls::msgs::handshake", Level::ERROR));
+            assert!(tracing::enabled!(target: "portier_dataplane::server", Level::INFO));
+            assert!(!tracing::enabled!(target: "portier_dataplane::server", Level::DEBUG));
+        });
+    }
+
     #[test]
     fn init_tracing_twice_does_not_panic() {
         super::init_tracing();
