@@ -61,6 +61,12 @@ h2load --h1 -D 2 -c 4 -t 1 -H "$H" http://127.0.0.1:18180/api/bench | grep 'stat
 wrk -t1 -c8 -d2s -H 'Host: bench.example.test' https://127.0.0.1:18543/api/bench | grep -E "requests in|Non-2xx"
 wrk -t1 -c8 -d2s -H 'Host: bench.example.test' http://127.0.0.1:18180/api/bench | grep -E "requests in|Non-2xx"
 curl -s -o /dev/null -H 'host: unknown.example.test' http://127.0.0.1:18180/
+# A client that names the host in SNI, as browsers and most clients do (h2load to an address
+# sends none), over HTTP/2 and HTTP/1.1, closing its connection after the response.
+for v in --http2 --http1.1; do
+    curl -sk $v --resolve bench.example.test:18543:127.0.0.1 \
+        -o /dev/null https://bench.example.test:18543/api/bench -o /dev/null https://bench.example.test:18543/api/bench
+done
 for p in /metrics /healthz /readyz /api/v1/routes /api/v1/diagnostics /api/v1/certificates; do
     curl -s -o /dev/null http://127.0.0.1:18901$p
 done
