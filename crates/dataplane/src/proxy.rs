@@ -454,11 +454,7 @@ fn proxy(
         h1::request_line(&mut head, &parts.method, target_pq);
         headers::write_head(&mut head, &parts.headers, host_field.as_ref(), join_cookies, &fwd);
         let head_only = parts.method == Method::HEAD;
-        // Emptied now, not when the response comes: the values point into hyper's read buffer
-        // for the client connection, and hyper, watching for the client to close meanwhile,
-        // reads into a second 8 KiB buffer while anything still refers to the first.
-        let mut map = std::mem::take(&mut parts.headers);
-        map.clear();
+        let map = std::mem::take(&mut parts.headers);
         return Ok(Upstream {
             sender: Sender::H1 {
                 exchange: h1::send(
