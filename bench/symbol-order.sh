@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Writes crates/portier/symbol-order.txt: the functions a release portier runs, hottest first
-# (request handling over HTTP/1.1, HTTP/2, TLS, the admin API, a reload), then those only start-up
-# runs. crates/portier/build.rs hands the file to the linker, which places them side by side, so
-# the pages the process touches (and keeps resident) are few. See build.rs for why.
+# Writes crates/portier/symbol-order.txt: the functions a release portier runs to serve requests
+# (HTTP/1.1, HTTP/2, TLS), hottest first, then those the admin API and a reload add, then those
+# only start-up runs. crates/portier/build.rs hands the file to the linker, which places them side
+# by side, so the pages the process touches (and keeps resident) are few. See build.rs for why.
+# Serving comes apart from reloading because portier gives back the binary's pages after start-up
+# and after each reload (crates/portier/src/resident.rs): what serving alone touches then decides
+# what stays resident, and code a reload ran, interleaved with it, would come back with it.
 #
 #   bench/symbol-order.sh            # build, profile under callgrind, write the file, relink
 #   bench/symbol-order.sh --check [BIN]
@@ -40,7 +43,8 @@ start_upstream
 trap 'kill $UP 2>/dev/null || true; [ -z "$P" ] || kill $P 2>/dev/null || true' EXIT
 write_route
 
-# Two profiles: start-up until the first request is answered (dumped to out.1), then serving.
+# Three profiles: start-up until the first request is answered (dumped to out.1), serving requests
+# (out.2), then the admin API and a reload (out, at exit).
 valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file=$D/out \
     "$BIN" serve --config $D/manifests --http-listen 127.0.0.1:18180 --https-listen 127.0.0.1:18543 \
     --admin-listen 127.0.0.1:18901 --state-dir $D/state --configmap bench/portier \
@@ -67,6 +71,7 @@ for v in --http2 --http1.1; do
     curl -sk $v --resolve bench.example.test:18543:127.0.0.1 \
         -o /dev/null https://bench.example.test:18543/api/bench -o /dev/null https://bench.example.test:18543/api/bench
 done
+callgrind_control -d $P >/dev/null
 for p in /metrics /healthz /readyz /api/v1/routes /api/v1/diagnostics /api/v1/certificates; do
     curl -s -o /dev/null http://127.0.0.1:18901$p
 done
@@ -75,7 +80,7 @@ sleep 2
 curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/x
 kill -TERM $P; wait $P || true; P=
 
-python3 "$HERE/symbol_order.py" write "$BIN" "$ORDER" "$D/out" "$D/out.1"
+python3 "$HERE/symbol_order.py" write "$BIN" "$ORDER" "$D/out.2" "$D/out" "$D/out.1"
 "$ROOT/scripts/build-release.sh" >/dev/null
 coverage "$BIN"
 rm -rf "$D"

@@ -152,7 +152,7 @@ def write(binp: str, order: str, profiles: list) -> int:
                 seen.add(s)
                 out.append(s)
 
-    for i, path in enumerate(profiles):  # in the order given: serving first, then start-up
+    for i, path in enumerate(profiles):  # in the order given: serving, reloading, start-up
         for name, _ in sorted(self_cost(path).items(), key=lambda kv: -kv[1]):
             if name in have:
                 add([name] + siblings(name, have, by_function))

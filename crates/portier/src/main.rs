@@ -5,6 +5,7 @@ mod acme;
 mod check;
 mod fallback;
 mod inspect;
+mod resident;
 mod serve;
 
 use std::net::SocketAddr;

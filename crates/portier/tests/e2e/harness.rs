@@ -141,7 +141,7 @@ impl Portier {
         join(&self.log)
     }
 
-    /// Sends SIGTERM (through `kill(1)`: the workspace forbids `unsafe`, so no `libc::kill`).
+    /// Sends SIGTERM (through `kill(1)`: the workspace denies `unsafe`, so no `libc::kill`).
     pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
