@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use portier_snapshot::{GlobalSettings, SnapshotCell};
-use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, Metrics};
+use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, HandshakeFailure, Metrics};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -293,8 +293,14 @@ async fn serve_tls(accepted: Accepted, stream: TcpStream, settings: Arc<GlobalSe
     };
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return debug!(error = %e, "tls handshake failed"),
-        Err(_) => return debug!("tls handshake timed out"),
+        Ok(Err(e)) => {
+            accepted.shared.metrics.tls_handshake_failed(handshake_failure(&e));
+            return debug!(error = %e, "tls handshake failed");
+        }
+        Err(_) => {
+            accepted.shared.metrics.tls_handshake_failed(HandshakeFailure::Timeout);
+            return debug!("tls handshake timed out");
+        }
     };
     let session = tls.get_ref().1;
     let sni: Option<Box<str>> = session
@@ -305,6 +311,16 @@ async fn serve_tls(accepted: Accepted, stream: TcpStream, settings: Arc<GlobalSe
     }
     let h2 = session.alpn_protocol() == Some(b"h2");
     spawn_http(accepted, settings, sni, tls, h2, shutdown);
+}
+
+/// What a failed handshake's error says about its cause. tokio-rustls reports rustls's errors as
+/// `InvalidData` with the rustls error inside; any other error is the socket's.
+fn handshake_failure(e: &io::Error) -> HandshakeFailure {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(_)) => HandshakeFailure::ClientAlert,
+        Some(_) => HandshakeFailure::Protocol,
+        None => HandshakeFailure::Closed,
+    }
 }
 
 /// Serves HTTP on one connection, on a task of its own, until it ends. On shutdown, asks hyper to

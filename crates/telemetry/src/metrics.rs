@@ -24,6 +24,7 @@ pub struct Metrics {
     generation: Gauge,
     last_reload_time: Gauge<f64, AtomicU64>,
     connections: Family<ListenerLabels, Gauge>,
+    handshake_failures: Family<HandshakeLabels, Counter>,
     /// The label value for requests that matched no route, shared so recording them allocates nothing.
     empty: Arc<str>,
 }
@@ -81,6 +82,39 @@ struct ListenerLabels {
     listener: Arc<str>,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    reason: &'static str,
+}
+
+/// Why a TLS handshake ended without a connection: the `reason` of
+/// `portier_tls_handshake_failures_total`. Failed handshakes are logged at debug only (any client
+/// can cause one per connection), so this counter is how an operator sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// No complete handshake within the client header timeout.
+    Timeout,
+    /// The client ended the handshake with an alert: most often, it does not trust the
+    /// certificate it was shown (expired, wrong name, unknown issuer).
+    ClientAlert,
+    /// No protocol version, cipher suite or key exchange in common, or a malformed or unexpected
+    /// message: an old or broken client, or something that is not TLS.
+    Protocol,
+    /// The connection closed or failed before the handshake completed (port probes included).
+    Closed,
+}
+
+impl HandshakeFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::ClientAlert => "client_alert",
+            Self::Protocol => "protocol",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// A request-duration histogram updated with atomics only. prometheus-client's `Histogram` takes a
 /// write lock per observation, which every core serving the same Ingress would contend on.
 #[derive(Debug, Clone, Default)]
@@ -119,6 +153,7 @@ impl Metrics {
         let generation = Gauge::default();
         let last_reload_time = Gauge::<f64, AtomicU64>::default();
         let connections = Family::<ListenerLabels, Gauge>::default();
+        let handshake_failures = Family::<HandshakeLabels, Counter>::default();
 
         // Counters get their `_total` suffix from the encoder (OpenMetrics naming).
         registry.register(
@@ -156,6 +191,11 @@ impl Metrics {
             "Open client connections, by listener",
             connections.clone(),
         );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that ended without a connection, by reason (timeout, client_alert, protocol, closed)",
+            handshake_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -165,6 +205,7 @@ impl Metrics {
             generation,
             last_reload_time,
             connections,
+            handshake_failures,
             empty: Arc::from(""),
         }
     }
@@ -239,6 +280,13 @@ impl Metrics {
                 listener: Arc::from(listener),
             }),
         }
+    }
+
+    /// Counts a TLS handshake that failed. Not on the request path: one label lookup is fine.
+    pub fn tls_handshake_failed(&self, why: HandshakeFailure) {
+        self.handshake_failures
+            .get_or_create(&HandshakeLabels { reason: why.as_str() })
+            .inc();
     }
 
     /// Every family in the Prometheus/OpenMetrics text format, as `/metrics` serves it.
@@ -350,6 +398,25 @@ impl Drop for ConnectionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_failures_are_counted_by_reason_with_no_zero_series() {
+        let m = Metrics::new();
+        m.tls_handshake_failed(HandshakeFailure::ClientAlert);
+        m.tls_handshake_failed(HandshakeFailure::ClientAlert);
+        m.tls_handshake_failed(HandshakeFailure::Timeout);
+        let text = m.encode();
+        assert!(text.contains("# TYPE portier_tls_handshake_failures counter"), "{text}");
+        assert!(
+            text.contains(r#"portier_tls_handshake_failures_total{reason="client_alert"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"portier_tls_handshake_failures_total{reason="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"reason="protocol""#), "{text}");
+    }
 
     #[test]
     fn route_handle_records_what_request_records() {

@@ -1,12 +1,15 @@
 //! TLS on the HTTPS listener: certificate selection by SNI, the fallback certificate, ALPN and
-//! protocol versions, and a broken Secret that must not take anything else down.
+//! protocol versions, a broken Secret that must not take anything else down, and failed
+//! handshakes counted by reason.
+
+use std::time::Duration;
 
 use http::{Method, Version};
 use rustls::ProtocolVersion;
 
 use crate::client::{self, peer_leaf, tls_config, tls_connect, tls_default, Trust};
 use crate::fixture::{self, Fixture, Leaf};
-use crate::harness::{within, Portier};
+use crate::harness::{eventually, within, Portier};
 
 /// ALPN protocols a client offers, in preference order.
 type Alpn = &'static [&'static [u8]];
@@ -208,6 +211,51 @@ async fn mismatched_secret_is_diagnosed_and_the_rest_keeps_serving() {
         assert!(
             peer_leaf(&tls) != certs.app.der,
             "bad.e2e.test must not be served the mismatched pair"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_are_counted_by_reason() {
+    within(20, "handshake failures", async {
+        let (f, _certs) = tls_fixture();
+        let portier = Portier::start(f.path(), &[]).await;
+        // A client that does not trust the certificate it is shown (the fallback, for an unknown
+        // name) ends the handshake with an alert.
+        let rejected = tls_connect(portier.https, "unknown.e2e.test", tls_default()).await;
+        assert!(
+            rejected.is_err(),
+            "the fallback certificate verified against the test CA"
+        );
+        // Plain HTTP on the HTTPS port is not TLS.
+        client::raw(
+            portier.https,
+            b"GET / HTTP/1.1\r\nHost: app.e2e.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        // A port probe: connected, then gone.
+        drop(tokio::net::TcpStream::connect(portier.https).await.expect("connecting"));
+        // And a handshake that succeeds counts nowhere.
+        tls_connect(portier.https, "app.e2e.test", tls_default())
+            .await
+            .expect("app.e2e.test verifies");
+
+        let want = [("client_alert", 1), ("protocol", 1), ("closed", 1)];
+        eventually(Duration::from_secs(5), "the three failures on /metrics", || async {
+            let text = portier.admin_get("/metrics").await.text();
+            want.iter()
+                .all(|(reason, n)| {
+                    text.lines()
+                        .any(|l| l == format!("portier_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"))
+                })
+                .then_some(())
+        })
+        .await;
+        let text = portier.admin_get("/metrics").await.text();
+        assert!(
+            !text.contains("reason=\"timeout\""),
+            "no handshake timed out, yet:\n{text}"
         );
     })
     .await;
