@@ -250,7 +250,12 @@ impl Reloader {
                 },
             };
             work = match tokio::task::spawn_blocking(move || {
+                let scanned = matches!(wake, Wake::Files);
                 work.reload(wake);
+                // Whatever the scan found (a change, none, an error), its code ran: give it back.
+                if scanned {
+                    release_binary_pages("reload");
+                }
                 work
             })
             .await
@@ -335,9 +340,6 @@ impl Work {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => drop(rt.spawn_blocking(move || retire(old))),
             Err(_) => drop(old),
-        }
-        if scanned_ms.is_some() {
-            release_binary_pages("reload");
         }
     }
 }
