@@ -118,14 +118,18 @@ mod tests {
     use super::*;
 
     const SMAPS: &str = "\
-55d0a0000000-55d0a0240000 r--p 00000000 08:01 1234 /opt/portier bin
+55d0a0000000-55d0a0240000 r--p 00000000 08:01 1234                       /opt/portier bin
 Size:               2304 kB
+KernelPageSize:        4 kB
 Rss:                 980 kB
+Pss:                 980 kB
 Anonymous:             0 kB
-55d0a0240000-55d0a0b80000 r-xp 00240000 08:01 1234 /opt/portier bin
-Size:               9472 kB
+VmFlags: rd mr mw me sd
+55d0a0240000-55d0a0b80000 r-xp 00240000 08:01 1234                       /opt/portier bin
 Rss:                3372 kB
 Anonymous:             0 kB
+THPeligible:           0
+VmFlags: rd ex mr mw me sd
 55d0a0b80000-55d0a0bc1000 r--p 00b80000 08:01 1234 /opt/portier bin
 Size:                260 kB
 Rss:                 248 kB
