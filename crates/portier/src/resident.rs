@@ -1,10 +1,10 @@
 //! Gives back the pages of the binary that start-up (or a reload) touched and serving does not.
 //!
 //! Why: the kernel keeps every page of the executable a process has touched mapped for the
-//! process's life, and maps up to 64 KiB around each one it faults in. Reading manifests,
-//! compiling them, the command line and the admin API's start are ~1.2 MiB of code and ~0.3 MiB
-//! of constants that serving does not run, yet they stayed in the resident set: a fifth of it
-//! under TLS load (bench/README.md, "The binary's pages after start-up").
+//! process's life, and maps up to 64 KiB around each one it faults in. Start-up, the command
+//! line, reading and compiling manifests and a reload are ~1.3 MiB of code and ~0.3 MiB of
+//! constants that serving does not run, yet they stayed in the resident set: a fifth of it under
+//! TLS load (bench/README.md, "The binary's pages after start-up").
 //!
 //! The read-only mappings of the executable are copies of the file, so unmapping their pages
 //! (`MADV_DONTNEED`) loses nothing: the next touch maps the page again from the page cache, a
@@ -24,10 +24,19 @@ struct Clean {
     len: usize,
 }
 
-/// Unmaps the resident pages of the executable's read-only mappings; returns how many bytes
-/// were resident in them. Never fails the caller: memory is all this is about.
+/// Unmaps the resident pages of the executable's read-only mappings, after `after` (start-up, a
+/// reload): says how many at debug, and at warn when it could not. Nothing depends on it but the
+/// resident set, so a failure is reported, not returned.
+pub fn release_binary_pages(after: &'static str) {
+    match release() {
+        Ok(bytes) => tracing::debug!(after, kib = bytes / 1024, "gave back the binary's resident pages"),
+        Err(e) => tracing::warn!(after, error = %e, "could not give back the binary's resident pages"),
+    }
+}
+
+/// [`release_binary_pages`]'s work; returns how many bytes were resident in the mappings.
 #[cfg(target_os = "linux")]
-pub fn release_binary_pages() -> std::io::Result<u64> {
+fn release() -> std::io::Result<u64> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
@@ -50,7 +59,7 @@ pub fn release_binary_pages() -> std::io::Result<u64> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn release_binary_pages() -> std::io::Result<u64> {
+fn release() -> std::io::Result<u64> {
     Ok(0)
 }
 
@@ -69,10 +78,10 @@ fn clean_mappings(smaps: &str, exe: &Path) -> Vec<(Clean, u64)> {
     for line in smaps.lines() {
         if let Some((range, rest)) = mapping_header(line) {
             finish(cur.take());
-            let mut f = rest.split_ascii_whitespace();
+            // perms, offset, device, inode, then the path: padded, and it may hold spaces.
+            let mut f = rest.splitn(5, ' ');
             let perms = f.next().unwrap_or("");
-            // offset, device, inode, then the path (which may hold spaces).
-            let path = rest.splitn(5, ' ').nth(4).unwrap_or("").trim_start();
+            let path = f.nth(3).unwrap_or("").trim_start();
             let wanted = (perms == "r-xp" || perms == "r--p") && path == exe;
             cur = Some((range, wanted, 0, 0));
             continue;
@@ -175,7 +184,7 @@ Anonymous:             0 kB
     #[test]
     #[cfg(target_os = "linux")]
     fn the_process_runs_on_after_its_pages_are_released() {
-        let released = release_binary_pages().expect("madvise");
+        let released = release().expect("madvise");
         assert!(released > 0, "a running test binary has resident code");
         // Code and constants come back on use: formatting runs code that just left.
         let again = format!("{:?} {}", Clean { start: 1, len: 2 }, released);

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme;
+use crate::resident::release_binary_pages;
 use crate::{fallback, ServeArgs};
 
 const FILES: ProviderId = ProviderId("files");
@@ -341,15 +342,6 @@ impl Work {
             Ok(rt) => drop(rt.spawn_blocking(move || retire(old))),
             Err(_) => drop(old),
         }
-    }
-}
-
-/// Gives back the pages of code and constants that only start-up or a reload ran (see
-/// resident.rs); says so at debug, and at warn when the kernel refused.
-fn release_binary_pages(after: &'static str) {
-    match crate::resident::release_binary_pages() {
-        Ok(bytes) => tracing::debug!(after, kib = bytes / 1024, "gave back the binary's resident pages"),
-        Err(e) => tracing::warn!(after, error = %e, "could not give back the binary's resident pages"),
     }
 }
 
