@@ -8,6 +8,7 @@
 // Tests may unwrap: a panic there is a failed assertion, not a crash on input (STYLE.md §6).
 
 mod body;
+mod coalesce;
 mod error;
 mod guard;
 mod h1;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, debug_span, field, info, warn, Instrument};
 
+use crate::coalesce::Coalesced;
 use crate::guard::{GuardState, Guarded, HeadLimits};
 use crate::pool::PoolConfig;
 use crate::DataplaneConfig;
@@ -387,7 +388,7 @@ where
         .max_send_buf_size(H2_MAX_SEND_BUF)
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = builder.serve_connection(TokioIo::new(Coalesced::new(io)), service);
     drive(connection, &shared, &shutdown, |c| c.graceful_shutdown()).await;
 }
 
