@@ -3,7 +3,9 @@
 # with D (a work directory) and HERE (bench/) set.
 #
 # One route, bench.example.test/api/ on 127.0.0.1:18180 (HTTPS 18543), to an nginx upstream on
-# 127.0.0.1:18101 that answers 255 bytes: the same shape as the peer harness's h1 scenarios.
+# 127.0.0.1:18101 that answers 256 bytes (255 and a newline): the peer harness's body. The size
+# matters to HTTP/2: h2 writes a DATA frame of 256 bytes or more on its own when the I/O writes
+# vectors (bench/README.md, "HTTP/2 writes"), and a 255-byte body once hid that.
 
 # nginx's temporary directories inside $D, so that it needs no write access elsewhere.
 nginx_temp_paths() {
@@ -19,7 +21,7 @@ worker_processes 1; daemon off; pid $D/up.pid; error_log $D/up.err warn;
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
 $(nginx_temp_paths)
- server { listen 127.0.0.1:18101; location / { default_type text/plain; return 200 "$body"; } } }
+ server { listen 127.0.0.1:18101; location / { default_type text/plain; return 200 "$body\\n"; } } }
 C
     nginx -c "$D/up.conf" -p "$D" >/dev/null 2>&1 &
     UP=$!

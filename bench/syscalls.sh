@@ -7,6 +7,8 @@
 #   PORTIER_ACCESS_LOG=/tmp/access.log ...  # with the access log written to a file
 #   SKIP_NGINX=1 bench/syscalls.sh ...       # portier only
 #   TLS=1 bench/syscalls.sh ...              # HTTP/1.1 over TLS 1.3 (port 18543)
+#   H2=1 bench/syscalls.sh ...               # HTTP/2 over TLS 1.3, 16 connections x 4 streams (the
+#                                            # peers' h2-tls shape)
 #   RATE=10000 bench/syscalls.sh ...         # at a fixed offered rate on 64 connections for
 #                                            # N/RATE seconds, as peers.sh's h1-rate scenario;
 #                                            # counted with perf stat (strace would slow the
@@ -23,7 +25,9 @@ setup_comparison
 load() {
   local url=http://127.0.0.1:18180/api/bench
   [ -z "${TLS:-}" ] || url=https://127.0.0.1:18543/api/bench
-  if [ -n "${RATE:-}" ]; then
+  if [ -n "${H2:-}" ]; then
+    h2load -n $1 -c 16 -m 4 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
+  elif [ -n "${RATE:-}" ]; then
     h2load --h1 -t 1 -c 64 --rps=$(( RATE / 64 )) -D $(( ($1 + RATE - 1) / RATE )) -H ':authority: bench.example.test' $url | grep 'status codes' >&2
   else
     h2load --h1 -n $1 -c 16 -t 1 -H ':authority: bench.example.test' $url | grep 'status codes' >&2
