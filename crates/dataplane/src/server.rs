@@ -183,8 +183,11 @@ pub(crate) async fn run(
         .filter_map(|(socket, tls)| {
             let socket = socket?;
             let name = if tls { "https" } else { "http" };
-            let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
-            info!(listener = name, address = ?socket.local_addr().ok(), "listening");
+            let local = socket.local_addr().ok();
+            let port = local.map(|a| a.port()).unwrap_or_default();
+            // `portier serve` logs `listening` with the address when it binds; a second line
+            // of the same message would read as a second listener to whoever watches the log.
+            debug!(listener = name, addr = %local.map(|a| a.to_string()).unwrap_or_default(), "accepting");
             Some(Listener {
                 socket,
                 tls,
