@@ -5,7 +5,8 @@
 //! the I/O says it writes vectors, 1 KiB when not. A frame at or over it is written on its own
 //! (the buffer, then the payload), and h2 flushes before it buffers the next frame. Over TLS
 //! every such write is a record and a `writev`: with vectored I/O, a 256-byte response cost one
-//! each (1.0 `writev` per request in the peers' h2-tls scenario, where HAProxy makes 0.25).
+//! each (1.0 `writev` per request in the peers' h2-tls scenario, where HAProxy makes 0.25 writes
+//! to the client).
 //!
 //! So the connection's I/O says it does not write vectors, and h2 batches every frame under
 //! 1 KiB with the others ready at the same time (0.25 `writev` per request). Then h2 writes a
