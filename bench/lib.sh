@@ -63,14 +63,15 @@ $(nginx_temp_paths)
 C
 }
 
-# Waits until the proxy on 18180 answers for the route: at most TENTHS tenths of a second
-# (default 200; a process under valgrind needs more).
-wait_up() {
+# Waits until the proxy on PORT (default 18180) answers for the route: at most TENTHS tenths of
+# a second (default 200; a process under valgrind needs more).
+wait_up() { # [TENTHS] [PORT]
+    local port=${2:-18180}
     for _ in $(seq "${1:-200}"); do
-        curl -s -o /dev/null -H 'host: bench.example.test' http://127.0.0.1:18180/api/bench && return
+        curl -s -o /dev/null -H 'host: bench.example.test' "http://127.0.0.1:$port/api/bench" && return
         sleep 0.1
     done
-    echo "nothing answers on 127.0.0.1:18180; see the logs in $D" >&2
+    echo "nothing answers on 127.0.0.1:$port; see the logs in $D" >&2
     exit 1
 }
 

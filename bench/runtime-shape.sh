@@ -37,7 +37,6 @@ load() { # seconds port port: two h2load, each half the rate on 32 connections
         "http://127.0.0.1:$3/api/bench" > "$D/l2.out"
     wait $a
 }
-up() { for _ in $(seq 200); do curl -s -o /dev/null -H 'host: bench.example.test' "http://127.0.0.1:$1/api/bench" && return; sleep 0.1; done; echo "nothing on $1" >&2; exit 1; }
 serve() { # port workers -> pid
     "$BIN" serve --config "$D/manifests" --http-listen "127.0.0.1:$1" --https-listen "127.0.0.1:$(( $1 + 363 ))" \
         --admin-listen 127.0.0.1:0 --state-dir "$D/state$1" --configmap bench/portier \
@@ -46,7 +45,7 @@ serve() { # port workers -> pid
 }
 measure() { # name port port pids...
     local name=$1 p1=$2 p2=$3; shift 3
-    up "$p1"; up "$p2"; load 2 "$p1" "$p2"
+    wait_up 200 "$p1"; wait_up 200 "$p2"; load 2 "$p1" "$p2"
     local t0 t1 n
     t0=$(ticks "$@"); load "$DUR" "$p1" "$p2"; t1=$(ticks "$@")
     n=$(cat "$D/l1.out" "$D/l2.out" | awk '/^requests:/ {s += $8} END {print s}')

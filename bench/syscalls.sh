@@ -24,9 +24,9 @@ D=$(mktemp -d /tmp/portier-syscalls.XXXX)
 setup_comparison
 load() {
   local url=http://127.0.0.1:18180/api/bench
-  [ -z "${TLS:-}" ] || url=https://127.0.0.1:18543/api/bench
+  [ -z "${TLS:-}${H2:-}" ] || url=https://127.0.0.1:18543/api/bench
   if [ -n "${H2:-}" ]; then
-    h2load -n $1 -c 16 -m 4 -t 1 -H ':authority: bench.example.test' https://127.0.0.1:18543/api/bench | grep 'status codes' >&2
+    h2load -n $1 -c 16 -m 4 -t 1 -H ':authority: bench.example.test' $url | grep 'status codes' >&2
   elif [ -n "${RATE:-}" ]; then
     h2load --h1 -t 1 -c 64 --rps=$(( RATE / 64 )) -D $(( ($1 + RATE - 1) / RATE )) -H ':authority: bench.example.test' $url | grep 'status codes' >&2
   else
