@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Which runtime shape serves more requests per CPU on several cores: one process with tokio's
-# multi-thread runtime (work stealing, `--worker-threads N`), or one current-thread runtime per
-# core with nothing shared (approximated by N processes with `--worker-threads 1`, each on its own
-# port, the load split evenly: what SO_REUSEPORT would do). nginx with N workers for reference.
+# Which runtime shape serves more requests per CPU on several cores. portier's own: one process,
+# `--worker-threads N`, each worker thread with a current-thread runtime of its own, connections
+# handed to the least busy. Against the ideal of that shape, N processes with `--worker-threads 1`
+# sharing nothing, each on its own port, the load split evenly; and, given BASE (a build up to
+# 2b68a81, which ran tokio's work-stealing multi-thread runtime for N > 1), that shape too. nginx
+# with N workers for reference.
 # Fixed offered load (RATE req/s over 64 HTTP/1.1 keep-alive connections, two h2load), nothing
 # pinned; proxy CPU per request from /proc (all processes, all threads). Interleaved rounds.
 #
 #   bench/runtime-shape.sh [PORTIER_BIN]      # default target/release/portier
-#   RATE=20000 DUR=8 ROUNDS=3 N=2 bench/runtime-shape.sh ...
+#   RATE=20000 DUR=8 ROUNDS=3 N=2 BASE=/path/to/older/portier bench/runtime-shape.sh ...
 #
 # Needs: nginx, h2load (nghttp2-client), curl, openssl, python3. Ports 18101 (upstream),
 # 18180/18280 (proxies; TLS 18543/18643 unused) on 127.0.0.1.
@@ -37,8 +39,8 @@ load() { # seconds port port: two h2load, each half the rate on 32 connections
         "http://127.0.0.1:$3/api/bench" > "$D/l2.out"
     wait $a
 }
-serve() { # port workers -> pid
-    "$BIN" serve --config "$D/manifests" --http-listen "127.0.0.1:$1" --https-listen "127.0.0.1:$(( $1 + 363 ))" \
+serve() { # port workers [binary] -> pid
+    "${3:-$BIN}" serve --config "$D/manifests" --http-listen "127.0.0.1:$1" --https-listen "127.0.0.1:$(( $1 + 363 ))" \
         --admin-listen 127.0.0.1:0 --state-dir "$D/state$1" --configmap bench/portier \
         --worker-threads "$2" --access-log off > "$D/portier-$1.log" 2>&1 &
     echo $!
@@ -54,7 +56,10 @@ measure() { # name port port pids...
 }
 for r in $(seq "$ROUNDS"); do
     echo "== round $r (N=$N, $RATE req/s)"
-    P=$(serve 18180 "$N"); PIDS=($P); measure "portier, multi-thread runtime, $N workers" 18180 18180 $P
+    P=$(serve 18180 "$N"); PIDS=($P); measure "portier, $N worker threads" 18180 18180 $P
+    if [ -n "${BASE:-}" ]; then
+        P=$(serve 18180 "$N" "$BASE"); PIDS=($P); measure "BASE, multi-thread runtime, $N workers" 18180 18180 $P
+    fi
     PIDS=(); for i in $(seq "$N"); do PIDS+=("$(serve $(( 18080 + 100 * i )) 1)"); done
     measure "portier, $N current-thread processes" 18180 18280 "${PIDS[@]}"
     nginx -c "$D/px-n.conf" -p "$D" & P=$!; PIDS=($P); measure "nginx, $N workers" 18180 18180 $P

@@ -17,6 +17,7 @@ mod pool;
 mod proxy;
 mod server;
 mod tls;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub struct DataplaneConfig {
     /// After shutdown is requested, how long in-flight requests and tunnels may take before their
     /// connections are closed.
     pub drain_timeout: Duration,
+    /// Threads serving connections, each with a single-threaded runtime of its own; the runtime
+    /// that calls [`run`](Dataplane::run) accepts and hands each connection to the least busy.
+    /// 0 or 1: connections are served on the runtime that calls `run`.
+    pub workers: usize,
 }
 
 /// The data plane. Build it once, then [`run`](Dataplane::run) it until shutdown.
@@ -53,6 +58,7 @@ impl Default for DataplaneConfig {
         Self {
             https_redirect_port: 443,
             drain_timeout: Duration::from_secs(30),
+            workers: 1,
         }
     }
 }

@@ -27,6 +27,7 @@ use tracing::{debug, debug_span, field, info, warn, Instrument};
 use crate::coalesce::Coalesced;
 use crate::guard::{GuardState, Guarded, HeadLimits};
 use crate::pool::PoolConfig;
+use crate::workers::{Job, Load, Workers};
 use crate::DataplaneConfig;
 
 /// State shared by every connection of one [`Dataplane`](crate::Dataplane).
@@ -41,7 +42,7 @@ pub(crate) struct Shared {
     pub(crate) h1: Arc<crate::h1::Pool>,
     tls: TlsAcceptor,
     /// Every connection and tunnel task, so shutdown can wait for them.
-    tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
     /// Cancelled when the drain deadline passes: whatever is still open is closed.
     force: CancellationToken,
 }
@@ -66,16 +67,19 @@ pub(crate) struct Conn {
     pub(crate) guard: Option<Arc<GuardState>>,
     /// Counts the connection as open until every request, response body and tunnel of it is done.
     _open: ConnectionGuard,
+    /// The same, against the worker thread serving it.
+    _load: Option<Load>,
 }
 
 /// A connection between accept and its first request: the [`Conn`] is built once the TLS server
 /// name and the protocol are known.
-struct Accepted {
-    shared: Arc<Shared>,
-    client: SocketAddr,
-    tls: bool,
-    local_port: HeaderValue,
-    open: ConnectionGuard,
+pub(crate) struct Accepted {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) client: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) local_port: HeaderValue,
+    pub(crate) open: ConnectionGuard,
+    pub(crate) load: Option<Load>,
 }
 
 /// One listener being served.
@@ -133,6 +137,21 @@ impl Shared {
         }
     }
 
+    /// The same settings, snapshot and drain for a worker thread, with upstream pools of its own.
+    pub(crate) fn for_worker(&self) -> Self {
+        Self {
+            cell: self.cell.clone(),
+            metrics: self.metrics.clone(),
+            access_log: self.access_log.clone(),
+            cfg: self.cfg.clone(),
+            pool: self.pool,
+            h1: Arc::new(crate::h1::Pool::new(self.pool.idle_timeout)),
+            tls: self.tls.clone(),
+            tracker: self.tracker.clone(),
+            force: self.force.clone(),
+        }
+    }
+
     /// Splices an upgraded client connection with the upgraded upstream connection. The tunnel
     /// holds no snapshot, so it survives reloads; it ends when either side closes, or at the drain
     /// deadline.
@@ -177,7 +196,20 @@ pub(crate) async fn run(
     https: Option<TcpListener>,
     shutdown: CancellationToken,
 ) {
-    tokio::spawn(crate::h1::sweep_idle(Arc::downgrade(&shared.h1)));
+    let workers = match shared.cfg.workers {
+        0 | 1 => None,
+        n => match Workers::start(&shared, n, &shutdown) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, workers = n, "cannot start the worker threads; serving on one thread");
+                None
+            }
+        },
+    };
+    match &workers {
+        Some(w) => debug!(workers = w.len(), "serving on worker threads"),
+        None => drop(tokio::spawn(crate::h1::sweep_idle(Arc::downgrade(&shared.h1)))),
+    }
     let listeners = [(http, false), (https, true)]
         .into_iter()
         .filter_map(|(socket, tls)| {
@@ -195,7 +227,7 @@ pub(crate) async fn run(
                 port: HeaderValue::from(port),
             })
         })
-        .map(|l| accept_loop(shared.clone(), l, shutdown.clone()));
+        .map(|l| accept_loop(shared.clone(), l, shutdown.clone(), workers.as_ref()));
     futures_util::future::join_all(listeners).await;
     shutdown.cancelled().await;
 
@@ -215,10 +247,13 @@ pub(crate) async fn run(
             warn!(connections = shared.tracker.len(), "connections still closing at exit");
         }
     }
+    if let Some(w) = workers {
+        w.stop().await;
+    }
     info!("data plane stopped");
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: CancellationToken) {
+async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: CancellationToken, workers: Option<&Workers>) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -247,20 +282,41 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: Cancella
             tls.sni = field::Empty,
             tls.cert = field::Empty,
         );
-        let accepted = Accepted {
-            shared: shared.clone(),
+        let Some(workers) = workers else {
+            let accepted = Accepted {
+                shared: shared.clone(),
+                client: peer,
+                tls: listener.tls,
+                local_port: listener.port.clone(),
+                open: listener.gauge.open(),
+                load: None,
+            };
+            shared
+                .tracker
+                .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
+            continue;
+        };
+        // Off this thread's event loop, onto the worker's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(parent: &span, error = %e, "cannot hand the connection over; closed");
+                continue;
+            }
+        };
+        let job = Job {
+            stream,
             client: peer,
             tls: listener.tls,
             local_port: listener.port.clone(),
             open: listener.gauge.open(),
+            span,
         };
-        shared
-            .tracker
-            .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
+        workers.dispatch(job, shared.tracker.token());
     }
 }
 
-async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: CancellationToken) {
+pub(crate) async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: CancellationToken) {
     // Responses are written whole by hyper; Nagle would only delay the last segment.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(error = %e, "cannot set TCP_NODELAY");
@@ -351,6 +407,7 @@ fn spawn_http<I>(
         tls,
         local_port,
         open,
+        load,
     } = accepted;
     let conn = Conn {
         shared: shared.clone(),
@@ -363,6 +420,7 @@ fn spawn_http<I>(
         requests: AtomicU64::new(0),
         guard: None,
         _open: open,
+        _load: load,
     };
     let tracker = shared.tracker.clone();
     let span = tracing::Span::current();

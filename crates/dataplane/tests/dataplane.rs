@@ -537,3 +537,72 @@ async fn upstream_closing_idle_connections_fails_no_request() {
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 20);
 }
+
+/// With worker threads: connections spread over all of them, each worker keeps its own upstream
+/// connections, HTTP/1.1 and HTTP/2 over TLS are served, and the drain covers every worker.
+#[tokio::test]
+async fn worker_threads_share_connections_keep_their_own_pools_and_drain() {
+    let (up, accepted) = counting_upstream(false).await;
+    let slow = upstream("a").await;
+    let (entry, root) = cert(&["shop.example"]);
+    let mut tls = TlsStore::builder(cert(&["fallback.invalid"]).0);
+    tls.insert("shop.example", entry);
+    let mut cfg = config();
+    cfg.workers = 3;
+    let gw = Gateway::start_with(
+        snapshot_with_tls(
+            vec![
+                route("shop.example", "/", proxy_to(0)),
+                route("slow.example", "/", proxy_to(1)),
+            ],
+            vec![
+                Cluster::new("shop/web:80", "shop/web", vec![up]),
+                Cluster::new("slow/web:80", "slow/web", vec![slow]),
+            ],
+            tls.build(),
+        ),
+        cfg,
+        AccessLog::off(),
+    )
+    .await;
+
+    let mut plain = Vec::new();
+    for _ in 0..9 {
+        plain.push(h1(gw.http).await);
+    }
+    let mut secure = Vec::new();
+    for _ in 0..3 {
+        let stream = within("tls handshake", tls_connect(gw.https, "shop.example", &root))
+            .await
+            .unwrap();
+        secure.push(h2_over(stream).await);
+    }
+    for _ in 0..4 {
+        for client in &mut plain {
+            let reply = client.send(get("shop.example", "/")).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+        for client in &mut secure {
+            let req = Request::get("https://shop.example/")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let reply = client.send(req).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+    }
+    // One request at a time: every worker reuses the one upstream connection of its own pool, so
+    // the upstream saw one connection per worker, and only if every worker served some client.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let mut client = h1(gw.http).await;
+    let in_flight = tokio::spawn(async move { client.send(get("slow.example", "/slow")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.shutdown.cancel();
+    let reply = within("the in-flight request", in_flight).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    within("run to return", gw.task).await.unwrap();
+    assert!(
+        TcpStream::connect(gw.http).await.is_err(),
+        "listener still accepting after shutdown"
+    );
+}

@@ -99,7 +99,8 @@ struct ServeArgs {
     /// Port written into HTTP→HTTPS redirects; defaults to the HTTPS listener's port.
     #[arg(long, value_name = "PORT")]
     https_redirect_port: Option<u16>,
-    /// Threads serving requests; defaults to the number of CPUs.
+    /// Threads serving requests, each with its own event loop; defaults to the number of CPUs
+    /// the process may use. With 1, one thread runs everything.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
 }

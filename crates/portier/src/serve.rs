@@ -24,16 +24,12 @@ const DEFAULT_STATE_DIR: &str = "portier-state";
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     portier_telemetry::init_tracing();
-    // One worker: a current-thread runtime, which skips the work-stealing scheduler's
-    // cross-thread bookkeeping on every wake (measured with callgrind, see bench/README.md).
-    let mut builder = match args.worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    };
+    // The control plane (and, with one worker, the data plane too) runs on a current-thread
+    // runtime: it skips the work-stealing scheduler's cross-thread bookkeeping on every wake
+    // (callgrind, bench/README.md). More workers are threads of the data plane's own, each
+    // with a current-thread runtime (see portier_dataplane's `workers` module for why).
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all().thread_name("portier");
-    if let Some(n) = args.worker_threads.filter(|&n| n > 1) {
-        builder.worker_threads(usize::from(n));
-    }
     let runtime = builder.build().context("starting the async runtime")?;
     let result = runtime.block_on(serve(args));
     // Blocking tasks still running (a replaced snapshot waiting for its last request) end with the process.
@@ -52,7 +48,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         access_log,
         drain_timeout,
         https_redirect_port,
-        worker_threads: _,
+        worker_threads,
     } = args;
 
     let fallback_cert = match &state_dir {
@@ -150,6 +146,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         DataplaneConfig {
             https_redirect_port: redirect_port,
             drain_timeout: Duration::from_secs(drain_timeout),
+            workers: match worker_threads {
+                Some(n) => usize::from(n),
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
         },
     );
     let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));

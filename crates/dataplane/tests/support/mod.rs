@@ -54,6 +54,7 @@ pub fn config() -> DataplaneConfig {
     DataplaneConfig {
         https_redirect_port: 8443,
         drain_timeout: Duration::from_secs(5),
+        workers: 1,
     }
 }
 
