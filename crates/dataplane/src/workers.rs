@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use http::HeaderValue;
-use portier_telemetry::ConnectionGuard;
+use portier_telemetry::{ConnectionGuard, WorkerGauge};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +51,8 @@ pub(crate) struct Job {
 
 struct Queue {
     jobs: mpsc::UnboundedSender<Queued>,
-    load: Arc<AtomicUsize>,
+    /// Open connections of the worker: `portier_worker_connections{worker="i"}`.
+    load: WorkerGauge,
 }
 
 struct Queued {
@@ -64,7 +65,7 @@ struct Queued {
 
 /// Counts one connection against its worker until the connection ends.
 #[derive(Debug)]
-pub(crate) struct Load(Arc<AtomicUsize>);
+pub(crate) struct Load(WorkerGauge);
 
 // === impl Workers ===
 
@@ -89,7 +90,7 @@ impl Workers {
                 .spawn(move || runtime.block_on(work(worker, rx, shutdown, done)))?;
             workers.queues.push(Queue {
                 jobs: tx,
-                load: Arc::new(AtomicUsize::new(0)),
+                load: shared.metrics.worker_connections(u32::try_from(i).unwrap_or(u32::MAX)),
             });
             workers.threads.push(thread);
         }
@@ -107,7 +108,7 @@ impl Workers {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
         let mut order: Vec<&Queue> = (0..n).map(|k| &self.queues[(start + k) % n]).collect();
         // Stable: among equally busy workers, the rotation above decides.
-        order.sort_by_key(|q| q.load.load(Ordering::Relaxed));
+        order.sort_by_key(|q| q.load.get());
         for q in order {
             // Counted before it is sent: the next accept, maybe before the worker wakes, sees it.
             let queued = Queued {
@@ -195,15 +196,15 @@ async fn work(
 // === impl Load ===
 
 impl Load {
-    fn new(counter: Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Load(counter)
+    fn new(gauge: WorkerGauge) -> Self {
+        gauge.inc();
+        Load(gauge)
     }
 }
 
 impl Drop for Load {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -223,7 +224,7 @@ mod tests {
             let (tx, rx) = mpsc::unbounded_channel();
             queues.push(Queue {
                 jobs: tx,
-                load: Arc::new(AtomicUsize::new(0)),
+                load: WorkerGauge::default(),
             });
             receivers.push(rx);
         }
@@ -284,6 +285,6 @@ mod tests {
         let got: Vec<usize> = rx.iter_mut().map(|r| take(r).len()).collect();
         assert_eq!(got.iter().sum::<usize>(), 4);
         // Idle as it looks, the stopped worker was tried first each time and counts nothing.
-        assert_eq!(w.queues[0].load.load(Ordering::Relaxed), 0);
+        assert_eq!(w.queues[0].load.get(), 0);
     }
 }

@@ -593,6 +593,11 @@ async fn worker_threads_share_connections_keep_their_own_pools_and_drain() {
     // One request at a time: every worker reuses the one upstream connection of its own pool, so
     // the upstream saw one connection per worker, and only if every worker served some client.
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Each new connection went to the worker with the fewest: 12 connections, 4 each.
+    for worker in 0..3 {
+        gw.metric(&format!("portier_worker_connections{{worker=\"{worker}\"}} 4"))
+            .await;
+    }
 
     let mut client = h1(gw.http).await;
     let in_flight = tokio::spawn(async move { client.send(get("slow.example", "/slow")).await });

@@ -13,7 +13,7 @@ pub use time::rfc3339_millis;
 use std::path::PathBuf;
 
 pub use access_log::{AccessLog, AccessLogTarget, AccessRecord};
-pub use metrics::{ConnectionGauge, ConnectionGuard, HandshakeFailure, Metrics, RouteMetrics};
+pub use metrics::{ConnectionGauge, ConnectionGuard, HandshakeFailure, Metrics, RouteMetrics, WorkerGauge};
 
 /// Errors of the telemetry sinks.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ pub struct Metrics {
     generation: Gauge,
     last_reload_time: Gauge<f64, AtomicU64>,
     connections: Family<ListenerLabels, Gauge>,
+    worker_connections: Family<WorkerLabels, Gauge>,
     handshake_failures: Family<HandshakeLabels, Counter>,
     /// The label value for requests that matched no route, shared so recording them allocates nothing.
     empty: Arc<str>,
@@ -54,6 +55,13 @@ pub struct ConnectionGauge {
     gauge: Gauge,
 }
 
+/// The open connections of one worker thread (see [`Metrics::worker_connections`]); a default
+/// one is registered nowhere.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerGauge {
+    gauge: Gauge,
+}
+
 /// Counts one open connection until dropped.
 #[derive(Debug)]
 pub struct ConnectionGuard {
@@ -80,6 +88,11 @@ struct ResultLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: u32,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +166,7 @@ impl Metrics {
         let generation = Gauge::default();
         let last_reload_time = Gauge::<f64, AtomicU64>::default();
         let connections = Family::<ListenerLabels, Gauge>::default();
+        let worker_connections = Family::<WorkerLabels, Gauge>::default();
         let handshake_failures = Family::<HandshakeLabels, Counter>::default();
 
         // Counters get their `_total` suffix from the encoder (OpenMetrics naming).
@@ -192,6 +206,11 @@ impl Metrics {
             connections.clone(),
         );
         registry.register(
+            "worker_connections",
+            "Open client connections, by worker thread (with more than one)",
+            worker_connections.clone(),
+        );
+        registry.register(
             "tls_handshake_failures",
             "TLS handshakes that ended without a connection, by reason (timeout, client_alert, protocol, closed)",
             handshake_failures.clone(),
@@ -205,6 +224,7 @@ impl Metrics {
             generation,
             last_reload_time,
             connections,
+            worker_connections,
             handshake_failures,
             empty: Arc::from(""),
         }
@@ -279,6 +299,14 @@ impl Metrics {
             gauge: self.connections.get_or_create_owned(&ListenerLabels {
                 listener: Arc::from(listener),
             }),
+        }
+    }
+
+    /// The open-connection gauge of worker thread `worker`, which the data plane also reads to
+    /// hand each new connection to the least busy worker.
+    pub fn worker_connections(&self, worker: u32) -> WorkerGauge {
+        WorkerGauge {
+            gauge: self.worker_connections.get_or_create_owned(&WorkerLabels { worker }),
         }
     }
 
@@ -374,6 +402,22 @@ impl RouteMetrics {
             self.requests.get_or_create(&labels()).inc();
         }
         self.duration.observe(duration);
+    }
+}
+
+// === impl WorkerGauge ===
+
+impl WorkerGauge {
+    pub fn get(&self) -> i64 {
+        self.gauge.get()
+    }
+
+    pub fn inc(&self) {
+        self.gauge.inc();
+    }
+
+    pub fn dec(&self) {
+        self.gauge.dec();
     }
 }
 
