@@ -5,9 +5,9 @@
 //! upstream connections (each worker has its own pools) are never woken from another thread, and
 //! no task is stolen between threads.
 //!
-//! Why not tokio's work-stealing runtime: on the same load, one single-threaded runtime per core
-//! spent 7% less CPU per request than the multi-thread runtime with as many workers, and varied
-//! less (`bench/runtime-shape.sh`, bench/README.md).
+//! Why not tokio's work-stealing runtime: on the same load, this shape spent 6% less CPU per
+//! request than the multi-thread runtime with as many workers, within 2% of as many processes
+//! sharing nothing, and varied less (`bench/runtime-shape.sh`, bench/README.md).
 //!
 //! Why not one `SO_REUSEPORT` listener per worker: the kernel spreads connections by a hash of
 //! their addresses, blind to how busy each worker is, and any other process of the same user
