@@ -20,7 +20,9 @@ mod tls;
 mod workers;
 
 use std::sync::Arc;
+
 use std::time::Duration;
+pub use workers::bind;
 
 use portier_snapshot::SnapshotCell;
 use portier_telemetry::{AccessLog, Metrics};
@@ -40,9 +42,11 @@ pub struct DataplaneConfig {
     /// After shutdown is requested, how long in-flight requests and tunnels may take before their
     /// connections are closed.
     pub drain_timeout: Duration,
-    /// Threads serving connections, each with a single-threaded runtime of its own; the runtime
-    /// that calls [`run`](Dataplane::run) accepts and hands each connection to the least busy.
-    /// 0 or 1: connections are served on the runtime that calls `run`.
+    /// Threads serving connections, each with a single-threaded runtime of its own. Each accepts on
+    /// a socket of its own when the listeners were made by [`bind`] for as many workers; given
+    /// other listeners, the runtime that calls [`run`](Dataplane::run) accepts and hands each
+    /// connection to the least busy. 0 or 1: connections are served on the runtime that calls
+    /// `run`.
     pub workers: usize,
 }
 

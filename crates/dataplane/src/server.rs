@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use portier_snapshot::{GlobalSettings, SnapshotCell};
-use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, HandshakeFailure, Metrics};
+use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, HandshakeFailure, Metrics, WorkerGauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -83,7 +83,7 @@ pub(crate) struct Accepted {
 }
 
 /// One listener being served.
-struct Listener {
+pub(crate) struct Listener {
     socket: TcpListener,
     tls: bool,
     gauge: ConnectionGauge,
@@ -196,6 +196,16 @@ pub(crate) async fn run(
     https: Option<TcpListener>,
     shutdown: CancellationToken,
 ) {
+    let mut sockets: Vec<(TcpListener, bool)> = [(http, false), (https, true)]
+        .into_iter()
+        .filter_map(|(socket, tls)| Some((socket?, tls)))
+        .collect();
+    for (socket, tls) in &sockets {
+        // `portier serve` logs `listening` with the address when it binds; a second line of the
+        // same message would read as a second listener to whoever watches the log.
+        let addr = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        debug!(listener = listener_name(*tls), %addr, "accepting");
+    }
     let workers = match shared.cfg.workers {
         0 | 1 => None,
         n => match Workers::start(&shared, n, &shutdown) {
@@ -207,27 +217,36 @@ pub(crate) async fn run(
         },
     };
     match &workers {
-        Some(w) => debug!(workers = w.len(), "serving on worker threads"),
+        Some(w) => {
+            // Each worker accepts on a socket of its own when the listeners allow it; otherwise
+            // this runtime accepts and hands the connections over.
+            match crate::workers::shard(sockets, w.len()) {
+                Ok(per_worker) => {
+                    w.listen(per_worker);
+                    sockets = Vec::new();
+                }
+                Err(back) => sockets = back,
+            }
+            debug!(
+                workers = w.len(),
+                accepting_here = !sockets.is_empty(),
+                "serving on worker threads"
+            );
+        }
         None => drop(tokio::spawn(crate::h1::sweep_idle(Arc::downgrade(&shared.h1)))),
     }
-    let listeners = [(http, false), (https, true)]
-        .into_iter()
-        .filter_map(|(socket, tls)| {
-            let socket = socket?;
-            let name = if tls { "https" } else { "http" };
-            let local = socket.local_addr().ok();
-            let port = local.map(|a| a.port()).unwrap_or_default();
-            // `portier serve` logs `listening` with the address when it binds; a second line
-            // of the same message would read as a second listener to whoever watches the log.
-            debug!(listener = name, addr = %local.map(|a| a.to_string()).unwrap_or_default(), "accepting");
-            Some(Listener {
-                socket,
-                tls,
-                gauge: shared.metrics.connections(name),
-                port: HeaderValue::from(port),
-            })
-        })
-        .map(|l| accept_loop(shared.clone(), l, shutdown.clone(), workers.as_ref()));
+    let dest = match &workers {
+        Some(w) => Dest::HandOver(w),
+        None => Dest::Here(None),
+    };
+    let listeners = sockets.into_iter().map(|(socket, tls)| {
+        accept_loop(
+            shared.clone(),
+            listener(&shared, socket, tls),
+            shutdown.clone(),
+            dest.clone(),
+        )
+    });
     futures_util::future::join_all(listeners).await;
     shutdown.cancelled().await;
 
@@ -253,7 +272,34 @@ pub(crate) async fn run(
     info!("data plane stopped");
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: CancellationToken, workers: Option<&Workers>) {
+/// Where an accept loop's connections are served.
+#[derive(Clone)]
+pub(crate) enum Dest<'a> {
+    /// On the runtime accepting them; counted against the worker it belongs to, if any.
+    Here(Option<WorkerGauge>),
+    /// Handed to the least busy worker thread.
+    HandOver(&'a Workers),
+}
+
+fn listener_name(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+pub(crate) fn listener(shared: &Shared, socket: TcpListener, tls: bool) -> Listener {
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+    Listener {
+        socket,
+        tls,
+        gauge: shared.metrics.connections(listener_name(tls)),
+        port: HeaderValue::from(port),
+    }
+}
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: CancellationToken, dest: Dest<'_>) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -282,19 +328,22 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: Cancella
             tls.sni = field::Empty,
             tls.cert = field::Empty,
         );
-        let Some(workers) = workers else {
-            let accepted = Accepted {
-                shared: shared.clone(),
-                client: peer,
-                tls: listener.tls,
-                local_port: listener.port.clone(),
-                open: listener.gauge.open(),
-                load: None,
-            };
-            shared
-                .tracker
-                .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
-            continue;
+        let workers = match &dest {
+            Dest::HandOver(workers) => workers,
+            Dest::Here(worker) => {
+                let accepted = Accepted {
+                    shared: shared.clone(),
+                    client: peer,
+                    tls: listener.tls,
+                    local_port: listener.port.clone(),
+                    open: listener.gauge.open(),
+                    load: worker.clone().map(Load::new),
+                };
+                shared
+                    .tracker
+                    .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
+                continue;
+            }
         };
         // Off this thread's event loop, onto the worker's.
         let stream = match stream.into_std() {

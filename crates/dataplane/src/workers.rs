@@ -1,17 +1,26 @@
-//! Worker threads, each running a single-threaded runtime of its own. The runtime that calls
-//! [`Dataplane::run`](crate::Dataplane::run) accepts, and hands each connection with its socket to
-//! the worker serving the fewest connections (HAProxy spreads its accepted connections the same
-//! way). The connection then stays on that thread: its requests, its HTTP/2 streams and its
-//! upstream connections (each worker has its own pools) are never woken from another thread, and
-//! no task is stolen between threads.
+//! Worker threads, each running a single-threaded runtime of its own. Each worker accepts on a
+//! listening socket of its own, bound to the same address with `SO_REUSEPORT` ([`bind`]), and the
+//! kernel spreads new connections over them. A connection then stays on that thread: its
+//! requests, its HTTP/2 streams and its upstream connections (each worker has its own pools) are
+//! never woken from another thread, and no task is stolen between threads.
 //!
-//! Why not tokio's work-stealing runtime: on the same load, this shape spent 6% less CPU per
-//! request than the multi-thread runtime with as many workers, within 2% of as many processes
-//! sharing nothing, and varied less (`bench/runtime-shape.sh`, bench/README.md).
+//! Given listeners without the option (a caller's own), the runtime that calls
+//! [`Dataplane::run`](crate::Dataplane::run) accepts instead, and hands each connection with its
+//! socket to the worker serving the fewest connections. That costs two thread wake-ups per
+//! connection: with a new connection per request, 41 µs of CPU per request against 32 for
+//! tokio's multi-thread runtime (`bench/README.md`, "Runtime shape"), which is why it is not the
+//! way `portier serve` runs.
 //!
-//! Why not one `SO_REUSEPORT` listener per worker: the kernel spreads connections by a hash of
-//! their addresses, blind to how busy each worker is, and any other process of the same user
-//! that sets the option can bind the same port and take a share of the traffic without an error.
+//! Why not tokio's work-stealing runtime: this shape spent no more CPU per request than the
+//! multi-thread runtime with as many workers (0.97× with keep-alive, 0.91–0.97× with a new
+//! connection per request), within 4% of as many processes sharing nothing, with no task
+//! moving between threads (`bench/runtime-shape.sh`, bench/README.md, "Runtime shape").
+//!
+//! What `SO_REUSEPORT` gives up: the kernel spreads connections by a hash of their addresses,
+//! blind to how busy each worker is (a few long-lived connections can share one worker). And a
+//! port bound with it can be joined by any process of the same user that sets it too; [`bind`]
+//! first binds without it, so that a second portier, or anything else already listening there,
+//! fails with "address in use" as it would without workers.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,13 +30,14 @@ use std::thread::JoinHandle;
 
 use http::HeaderValue;
 use portier_telemetry::{ConnectionGuard, WorkerGauge};
-use tokio::net::TcpStream;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, warn, Instrument, Span};
 
-use crate::server::{serve_tcp, Accepted, Shared};
+use crate::server::{accept_loop, listener, serve_tcp, Accepted, Dest, Shared};
 
 /// The running workers; dropping this stops them (see [`Workers::stop`] to wait for that).
 pub(crate) struct Workers {
@@ -50,9 +60,19 @@ pub(crate) struct Job {
 }
 
 struct Queue {
-    jobs: mpsc::UnboundedSender<Queued>,
+    jobs: mpsc::UnboundedSender<Msg>,
     /// Open connections of the worker: `portier_worker_connections{worker="i"}`.
     load: WorkerGauge,
+}
+
+/// Listening sockets not yet registered with a runtime; `true` for HTTPS.
+pub(crate) type Sockets = Vec<(std::net::TcpListener, bool)>;
+
+/// What a worker is handed.
+enum Msg {
+    Conn(Queued),
+    /// A listening socket to accept on (HTTPS when the flag is set).
+    Listen(std::net::TcpListener, bool),
 }
 
 struct Queued {
@@ -84,14 +104,12 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let worker = Arc::new(shared.for_worker());
-            let (shutdown, done) = (shutdown.clone(), workers.done.clone());
+            let load = shared.metrics.worker_connections(u32::try_from(i).unwrap_or(u32::MAX));
+            let (own, shutdown, done) = (load.clone(), shutdown.clone(), workers.done.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("portier-w{i}"))
-                .spawn(move || runtime.block_on(work(worker, rx, shutdown, done)))?;
-            workers.queues.push(Queue {
-                jobs: tx,
-                load: shared.metrics.worker_connections(u32::try_from(i).unwrap_or(u32::MAX)),
-            });
+                .spawn(move || runtime.block_on(work(worker, rx, own, shutdown, done)))?;
+            workers.queues.push(Queue { jobs: tx, load });
             workers.threads.push(thread);
         }
         Ok(workers)
@@ -116,12 +134,24 @@ impl Workers {
                 load: Load::new(q.load.clone()),
                 _tracked: tracked,
             };
-            match q.jobs.send(queued) {
+            match q.jobs.send(Msg::Conn(queued)) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(back)) => (job, tracked) = (back.job, back._tracked),
+                Err(mpsc::error::SendError(Msg::Conn(back))) => (job, tracked) = (back.job, back._tracked),
+                Err(mpsc::error::SendError(Msg::Listen(..))) => return,
             }
         }
         warn!(client.addr = %job.client, "no worker thread is running; connection closed");
+    }
+
+    /// Gives worker `i` the listening sockets `per_worker[i]` to accept on.
+    pub(crate) fn listen(&self, per_worker: Vec<Sockets>) {
+        for (q, sockets) in self.queues.iter().zip(per_worker) {
+            for (socket, tls) in sockets {
+                if q.jobs.send(Msg::Listen(socket, tls)).is_err() {
+                    warn!("a worker thread has stopped; its share of the connections goes to the others");
+                }
+            }
+        }
     }
 
     /// Stops the workers, closing the connections they still serve, and waits for their threads.
@@ -145,24 +175,41 @@ impl Drop for Workers {
     }
 }
 
-/// One worker: spawns each connection it is handed onto its own runtime until `done`.
+/// One worker: accepts on the sockets it is given, and serves the connections it accepts or is
+/// handed, on its own runtime until `done`.
 async fn work(
     shared: Arc<Shared>,
-    mut jobs: mpsc::UnboundedReceiver<Queued>,
+    mut jobs: mpsc::UnboundedReceiver<Msg>,
+    load: WorkerGauge,
     shutdown: CancellationToken,
     done: CancellationToken,
 ) {
     tokio::spawn(crate::h1::sweep_idle(Arc::downgrade(&shared.h1)));
     loop {
-        let queued = tokio::select! {
+        let msg = tokio::select! {
             biased;
             _ = done.cancelled() => return,
-            q = jobs.recv() => q,
+            m = jobs.recv() => m,
         };
-        let Some(Queued { job, load, _tracked }) = queued else {
+        let queued = match msg {
+            Some(Msg::Conn(queued)) => queued,
+            Some(Msg::Listen(socket, tls)) => {
+                // Registers the socket with this thread's event loop.
+                match TcpListener::from_std(socket) {
+                    Ok(socket) => drop(tokio::spawn(accept_loop(
+                        shared.clone(),
+                        listener(&shared, socket, tls),
+                        shutdown.clone(),
+                        Dest::Here(Some(load.clone())),
+                    ))),
+                    Err(e) => warn!(error = %e, "cannot accept on a worker's socket; the others take its share"),
+                }
+                continue;
+            }
             // The accepting side is gone: what remains is the drain.
-            return done.cancelled().await;
+            None => return done.cancelled().await,
         };
+        let Queued { job, load, _tracked } = queued;
         let Job {
             stream,
             client,
@@ -193,10 +240,81 @@ async fn work(
     }
 }
 
+/// Binds a listening socket for a data plane of `workers` worker threads. With more than one it
+/// carries `SO_REUSEPORT`, so that [`shard`] can give every worker a socket of its own on the same
+/// address; a socket without the option is bound first and closed, so that an address in use
+/// fails as it would without workers (the option would otherwise let a second portier join).
+/// With port 0, the port the system picked. Call within a tokio runtime.
+pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<TcpListener> {
+    let socket = if workers > 1 {
+        let probe = listening(addr, false, None)?;
+        let picked = probe.local_addr()?.as_socket().unwrap_or(addr);
+        drop(probe);
+        listening(picked, true, None)?
+    } else {
+        listening(addr, false, None)?
+    };
+    TcpListener::from_std(socket.into())
+}
+
+/// A non-blocking listening socket on `addr`, as tokio's `TcpListener::bind` makes it
+/// (`SO_REUSEADDR`, so that a restart binds despite connections in TIME_WAIT; a backlog of 1024).
+fn listening(addr: SocketAddr, reuse_port: bool, only_v6: Option<bool>) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if let Some(only) = only_v6 {
+        socket.set_only_v6(only)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}
+
+/// Per worker, the listening sockets it accepts on: `sockets` themselves for the first, and for
+/// each other one a socket of its own on the same address. `Err` gives `sockets` back when they
+/// do not carry `SO_REUSEPORT` (see [`bind`]) or another socket cannot be bound.
+pub(crate) fn shard(sockets: Vec<(TcpListener, bool)>, n: usize) -> Result<Vec<Sockets>, Vec<(TcpListener, bool)>> {
+    let siblings = |l: &TcpListener| -> io::Result<Vec<std::net::TcpListener>> {
+        let own = SockRef::from(l);
+        if !own.reuse_port()? {
+            return Err(io::Error::other("the listener was bound without SO_REUSEPORT"));
+        }
+        let addr = l.local_addr()?;
+        let only_v6 = if addr.is_ipv6() { Some(own.only_v6()?) } else { None };
+        (1..n).map(|_| listening(addr, true, only_v6).map(Into::into)).collect()
+    };
+    let mut others = Vec::with_capacity(sockets.len());
+    for (l, _) in &sockets {
+        match siblings(l) {
+            Ok(s) => others.push(s),
+            Err(e) => {
+                debug!(error = %e, "accepting on one thread, handing connections to the workers");
+                return Err(sockets);
+            }
+        }
+    }
+    let mut per_worker: Vec<Sockets> = (0..n).map(|_| Vec::new()).collect();
+    for ((l, tls), siblings) in sockets.into_iter().zip(others) {
+        match l.into_std() {
+            Ok(own) => per_worker[0].push((own, tls)),
+            // The others still accept on the address.
+            Err(e) => warn!(error = %e, "cannot move a listener to a worker"),
+        }
+        for (i, s) in siblings.into_iter().enumerate() {
+            per_worker[i + 1].push((s, tls));
+        }
+    }
+    Ok(per_worker)
+}
+
 // === impl Load ===
 
 impl Load {
-    fn new(gauge: WorkerGauge) -> Self {
+    pub(crate) fn new(gauge: WorkerGauge) -> Self {
         gauge.inc();
         Load(gauge)
     }
@@ -217,7 +335,7 @@ mod tests {
 
     use super::*;
 
-    fn workers(n: usize) -> (Workers, Vec<mpsc::UnboundedReceiver<Queued>>) {
+    fn workers(n: usize) -> (Workers, Vec<mpsc::UnboundedReceiver<Msg>>) {
         let mut receivers = Vec::new();
         let mut queues = Vec::new();
         for _ in 0..n {
@@ -249,7 +367,7 @@ mod tests {
         }
     }
 
-    fn take(rx: &mut mpsc::UnboundedReceiver<Queued>) -> Vec<Queued> {
+    fn take(rx: &mut mpsc::UnboundedReceiver<Msg>) -> Vec<Msg> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
     }
 
@@ -263,7 +381,7 @@ mod tests {
         for _ in 0..6 {
             w.dispatch(job(&listener, &metrics), tracker.token());
         }
-        let mut held: Vec<Vec<Queued>> = rx.iter_mut().map(take).collect();
+        let mut held: Vec<Vec<Msg>> = rx.iter_mut().map(take).collect();
         assert_eq!(held.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
         // Queued connections keep the drain waiting.
         assert_eq!(tracker.len(), 6);
@@ -286,5 +404,55 @@ mod tests {
         assert_eq!(got.iter().sum::<usize>(), 4);
         // Idle as it looks, the stopped worker was tried first each time and counts nothing.
         assert_eq!(w.queues[0].load.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn bound_for_workers_every_worker_gets_a_socket_on_the_address() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let per_worker = match shard(vec![(l, true)], 3) {
+            Ok(p) => p,
+            Err(_) => panic!("a listener from bind() must shard"),
+        };
+        assert_eq!(per_worker.len(), 3);
+        for sockets in &per_worker {
+            assert_eq!(sockets.len(), 1);
+            assert_eq!(sockets[0].0.local_addr().unwrap(), addr);
+            assert!(sockets[0].1);
+        }
+        // The kernel spreads connections over the three; each is accepted by one of them.
+        let clients: Vec<_> = (0..30).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let accepted: usize = per_worker
+            .iter()
+            .map(|s| std::iter::from_fn(|| s[0].0.accept().ok()).count())
+            .sum();
+        assert_eq!(accepted, clients.len());
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_is_refused_with_or_without_workers() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first.local_addr().unwrap();
+        for workers in [1, 2, 4] {
+            let e = bind(addr, workers).map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "workers={workers}");
+        }
+        let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let e = bind(plain.local_addr().unwrap(), 2).map(|_| ()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[tokio::test]
+    async fn listeners_without_reuse_port_are_given_back() {
+        let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = plain.local_addr().unwrap();
+        let back = match shard(vec![(plain, false)], 2) {
+            Ok(_) => panic!("a plain listener cannot be shared"),
+            Err(back) => back,
+        };
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].0.local_addr().unwrap(), addr);
     }
 }

@@ -544,58 +544,19 @@ async fn upstream_closing_idle_connections_fails_no_request() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 20);
 }
 
-/// With worker threads: connections spread over all of them, each worker keeps its own upstream
-/// connections, HTTP/1.1 and HTTP/2 over TLS are served, and the drain covers every worker.
+/// With worker threads on listeners of the caller's own: this runtime accepts and hands each
+/// connection to the least busy worker. Connections spread evenly, each worker keeps its own
+/// upstream connections, HTTP/1.1 and HTTP/2 over TLS are served, and the drain covers every
+/// worker.
 #[tokio::test]
-async fn worker_threads_share_connections_keep_their_own_pools_and_drain() {
+async fn worker_threads_given_connections_share_them_keep_their_own_pools_and_drain() {
     let (up, accepted) = counting_upstream(false).await;
     let slow = upstream("a").await;
-    let (entry, root) = cert(&["shop.example"]);
-    let mut tls = TlsStore::builder(cert(&["fallback.invalid"]).0);
-    tls.insert("shop.example", entry);
+    let (tls, root) = shop_tls();
     let mut cfg = config();
     cfg.workers = 3;
-    let gw = Gateway::start_with(
-        snapshot_with_tls(
-            vec![
-                route("shop.example", "/", proxy_to(0)),
-                route("slow.example", "/", proxy_to(1)),
-            ],
-            vec![
-                Cluster::new("shop/web:80", "shop/web", vec![up]),
-                Cluster::new("slow/web:80", "slow/web", vec![slow]),
-            ],
-            tls.build(),
-        ),
-        cfg,
-        AccessLog::off(),
-    )
-    .await;
-
-    let mut plain = Vec::new();
-    for _ in 0..9 {
-        plain.push(h1(gw.http).await);
-    }
-    let mut secure = Vec::new();
-    for _ in 0..3 {
-        let stream = within("tls handshake", tls_connect(gw.https, "shop.example", &root))
-            .await
-            .unwrap();
-        secure.push(h2_over(stream).await);
-    }
-    for _ in 0..4 {
-        for client in &mut plain {
-            let reply = client.send(get("shop.example", "/")).await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        }
-        for client in &mut secure {
-            let req = Request::get("https://shop.example/")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let reply = client.send(req).await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        }
-    }
+    let gw = Gateway::start_with(two_sites(up, slow, tls), cfg, AccessLog::off()).await;
+    let open = twelve_clients_four_rounds(&gw, &root).await;
     // One request at a time: every worker reuses the one upstream connection of its own pool, so
     // the upstream saw one connection per worker, and only if every worker served some client.
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -604,6 +565,93 @@ async fn worker_threads_share_connections_keep_their_own_pools_and_drain() {
         gw.metric(&format!("portier_worker_connections{{worker=\"{worker}\"}} 4"))
             .await;
     }
-
+    drop(open);
     drains_a_request_in_flight(gw, "slow.example").await;
+}
+
+/// With worker threads on listeners from `portier_dataplane::bind`: each worker accepts on a
+/// socket of its own (the kernel spreads the connections), with the same service and drain.
+#[tokio::test]
+async fn worker_threads_accepting_on_their_own_sockets_serve_and_drain() {
+    let (up, accepted) = counting_upstream(false).await;
+    let slow = upstream("a").await;
+    let (tls, root) = shop_tls();
+    let mut cfg = config();
+    cfg.workers = 3;
+    let gw = Gateway::start_sharded(two_sites(up, slow, tls), cfg).await;
+    let open = twelve_clients_four_rounds(&gw, &root).await;
+    // At most one upstream connection per worker that got clients (which the hash decides).
+    let upstream_conns = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&upstream_conns),
+        "{upstream_conns} upstream connections"
+    );
+    // Every worker has a socket: the gauges of all three exist, and count the 12 connections.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = gw.metrics.encode();
+        let counts: Vec<i64> = (0..3)
+            .filter_map(|w| {
+                let prefix = format!("portier_worker_connections{{worker=\"{w}\"}} ");
+                text.lines().find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok())
+            })
+            .collect();
+        if counts.len() == 3 && counts.iter().sum::<i64>() == 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker gauges {counts:?} in\n{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(open);
+    drains_a_request_in_flight(gw, "slow.example").await;
+}
+
+fn shop_tls() -> (TlsStore, rustls::pki_types::CertificateDer<'static>) {
+    let (entry, root) = cert(&["shop.example"]);
+    let mut tls = TlsStore::builder(cert(&["fallback.invalid"]).0);
+    tls.insert("shop.example", entry);
+    (tls.build(), root)
+}
+
+/// `shop.example` proxied to `up`, `slow.example` to `slow`, over HTTP and HTTPS.
+fn two_sites(up: std::net::SocketAddr, slow: std::net::SocketAddr, tls: TlsStore) -> portier_snapshot::Snapshot {
+    snapshot_with_tls(
+        vec![
+            route("shop.example", "/", proxy_to(0)),
+            route("slow.example", "/", proxy_to(1)),
+        ],
+        vec![
+            Cluster::new("shop/web:80", "shop/web", vec![up]),
+            Cluster::new("slow/web:80", "slow/web", vec![slow]),
+        ],
+        tls,
+    )
+}
+
+/// Opens 9 HTTP/1.1 and 3 HTTP/2-over-TLS connections and sends 4 rounds of one request on each,
+/// one at a time; returns the connections, still open.
+async fn twelve_clients_four_rounds(gw: &Gateway, root: &rustls::pki_types::CertificateDer<'static>) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..9 {
+        clients.push(h1(gw.http).await);
+    }
+    for _ in 0..3 {
+        let stream = within("tls handshake", tls_connect(gw.https, "shop.example", root))
+            .await
+            .unwrap();
+        clients.push(h2_over(stream).await);
+    }
+    for _ in 0..4 {
+        for client in &mut clients {
+            let req = match client {
+                Client::H1(_) => get("shop.example", "/"),
+                _ => Request::get("https://shop.example/")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            };
+            let reply = client.send(req).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+    }
+    clients
 }

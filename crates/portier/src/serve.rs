@@ -109,9 +109,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     metrics.reload(ok, generation);
     tracing::info!(generation, objects, "configuration loaded");
 
-    let http = bind(http_listen, "http").await?;
-    let https = bind(https_listen, "https").await?;
-    let admin = bind(admin_listen, "admin").await?;
+    let workers = match worker_threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let http = bind(http_listen, "http", workers)?;
+    let https = bind(https_listen, "https", workers)?;
+    let admin = bind(admin_listen, "admin", 1)?;
     let redirect_port = match https_redirect_port {
         Some(p) => p,
         None => https.local_addr().map(|a| a.port()).unwrap_or(443),
@@ -146,10 +150,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         DataplaneConfig {
             https_redirect_port: redirect_port,
             drain_timeout: Duration::from_secs(drain_timeout),
-            workers: match worker_threads {
-                Some(n) => usize::from(n),
-                None => std::thread::available_parallelism().map_or(1, usize::from),
-            },
+            workers,
         },
     );
     let dataplane_task = tokio::spawn(dataplane.run(Some(http), Some(https), shutdown.clone()));
@@ -369,8 +370,10 @@ fn log_diagnostics(compiled: &Compiled) {
     }
 }
 
-async fn bind(addr: std::net::SocketAddr, name: &'static str) -> anyhow::Result<TcpListener> {
-    let l = TcpListener::bind(addr).await.with_context(|| {
+/// A listener of the data plane with `workers` threads (see `portier_dataplane::bind`), or, with 1,
+/// a plain one.
+fn bind(addr: std::net::SocketAddr, name: &'static str, workers: usize) -> anyhow::Result<TcpListener> {
+    let l = portier_dataplane::bind(addr, workers).with_context(|| {
         format!(
             "binding the {name} listener to {addr}: is another process using it? choose another with --{name}-listen"
         )

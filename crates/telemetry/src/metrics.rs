@@ -302,8 +302,8 @@ impl Metrics {
         }
     }
 
-    /// The open-connection gauge of worker thread `worker`, which the data plane also reads to
-    /// hand each new connection to the least busy worker.
+    /// The open-connection gauge of worker thread `worker`; when the data plane hands
+    /// connections to its workers, it also picks the least busy by it.
     pub fn worker_connections(&self, worker: u32) -> WorkerGauge {
         WorkerGauge {
             gauge: self.worker_connections.get_or_create_owned(&WorkerLabels { worker }),

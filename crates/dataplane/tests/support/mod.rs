@@ -64,6 +64,27 @@ impl Gateway {
     }
 
     pub async fn start_with(snapshot: Snapshot, cfg: DataplaneConfig, access_log: AccessLog) -> Gateway {
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(snapshot, cfg, access_log, http, https)
+    }
+
+    /// With listeners bound by `portier_dataplane::bind` for `cfg.workers`: with more than one,
+    /// each worker accepts on a socket of its own.
+    pub async fn start_sharded(snapshot: Snapshot, cfg: DataplaneConfig) -> Gateway {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let http = portier_dataplane::bind(any, cfg.workers).unwrap();
+        let https = portier_dataplane::bind(any, cfg.workers).unwrap();
+        Self::start_on(snapshot, cfg, AccessLog::off(), http, https)
+    }
+
+    fn start_on(
+        snapshot: Snapshot,
+        cfg: DataplaneConfig,
+        access_log: AccessLog,
+        http: TcpListener,
+        https: TcpListener,
+    ) -> Gateway {
         let cell = Arc::new(SnapshotCell::new(Snapshot::new(
             RouteTableBuilder::new().build(),
             tls_store(),
@@ -72,8 +93,6 @@ impl Gateway {
         )));
         cell.publish(snapshot);
         let metrics = Arc::new(Metrics::new());
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (http_addr, https_addr) = (http.local_addr().unwrap(), https.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let dp = Dataplane::new(cell.clone(), metrics.clone(), access_log.clone(), cfg);
