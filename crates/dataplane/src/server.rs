@@ -80,11 +80,15 @@ pub(crate) struct Accepted {
     pub(crate) local_port: HeaderValue,
     pub(crate) open: ConnectionGuard,
     pub(crate) load: Option<Load>,
+    /// The socket has TCP_NODELAY already, from its listener.
+    pub(crate) nodelay: bool,
 }
 
 /// One listener being served.
 pub(crate) struct Listener {
     socket: TcpListener,
+    /// Accepted sockets come with TCP_NODELAY (see [`serve_tcp`]).
+    nodelay: bool,
     tls: bool,
     gauge: ConnectionGauge,
     port: HeaderValue,
@@ -291,8 +295,11 @@ fn listener_name(tls: bool) -> &'static str {
 
 pub(crate) fn listener(shared: &Shared, socket: TcpListener, tls: bool) -> Listener {
     let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+    // Linux copies a listener's TCP_NODELAY to the sockets it accepts.
+    let nodelay = cfg!(target_os = "linux") && socket2::SockRef::from(&socket).tcp_nodelay().unwrap_or(false);
     Listener {
         socket,
+        nodelay,
         tls,
         gauge: shared.metrics.connections(listener_name(tls)),
         port: HeaderValue::from(port),
@@ -317,14 +324,14 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdow
                 continue;
             }
         };
-        let local = stream.local_addr().unwrap_or_else(|_| unspecified());
         // Debug level: entering an enabled span at every poll of the connection costs ~600
         // instructions per request (callgrind); lines logged above debug name the client
-        // themselves.
+        // themselves. Its fields are computed only when it is enabled: the server address is a
+        // system call per connection.
         let span = debug_span!(
             "conn",
             client.addr = %peer,
-            server.addr = %local,
+            server.addr = %stream.local_addr().unwrap_or_else(|_| unspecified()),
             tls.sni = field::Empty,
             tls.cert = field::Empty,
         );
@@ -338,6 +345,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdow
                     local_port: listener.port.clone(),
                     open: listener.gauge.open(),
                     load: worker.clone().map(Load::new),
+                    nodelay: listener.nodelay,
                 };
                 shared
                     .tracker
@@ -359,6 +367,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdow
             tls: listener.tls,
             local_port: listener.port.clone(),
             open: listener.gauge.open(),
+            nodelay: listener.nodelay,
             span,
         };
         workers.dispatch(job, shared.tracker.token());
@@ -366,9 +375,13 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdow
 }
 
 pub(crate) async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: CancellationToken) {
-    // Responses are written whole by hyper; Nagle would only delay the last segment.
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(error = %e, "cannot set TCP_NODELAY");
+    // Responses are written whole by hyper; Nagle would only delay the last segment. Sockets
+    // accepted from a listener that has the option inherit it (Linux), which saves a system call
+    // per connection (see [`crate::workers::bind`]).
+    if !accepted.nodelay {
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, "cannot set TCP_NODELAY");
+        }
     }
     // The settings of the snapshot live now apply to the whole connection.
     let settings = accepted.shared.cell.load().settings().clone();
@@ -457,6 +470,7 @@ fn spawn_http<I>(
         local_port,
         open,
         load,
+        nodelay: _,
     } = accepted;
     let conn = Conn {
         shared: shared.clone(),

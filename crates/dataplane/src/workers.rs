@@ -56,6 +56,7 @@ pub(crate) struct Job {
     pub(crate) tls: bool,
     pub(crate) local_port: HeaderValue,
     pub(crate) open: ConnectionGuard,
+    pub(crate) nodelay: bool,
     pub(crate) span: Span,
 }
 
@@ -216,6 +217,7 @@ async fn work(
             tls,
             local_port,
             open,
+            nodelay,
             span,
         } = job;
         // Registers the socket with this thread's event loop.
@@ -233,6 +235,7 @@ async fn work(
             local_port,
             open,
             load: Some(load),
+            nodelay,
         };
         shared
             .tracker
@@ -258,7 +261,8 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<TcpListener> {
 }
 
 /// A non-blocking listening socket on `addr`, as tokio's `TcpListener::bind` makes it
-/// (`SO_REUSEADDR`, so that a restart binds despite connections in TIME_WAIT; a backlog of 1024).
+/// (`SO_REUSEADDR`, so that a restart binds despite connections in TIME_WAIT; a backlog of 1024),
+/// with `TCP_NODELAY`, which the sockets it accepts inherit on Linux.
 fn listening(addr: SocketAddr, reuse_port: bool, only_v6: Option<bool>) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -268,6 +272,7 @@ fn listening(addr: SocketAddr, reuse_port: bool, only_v6: Option<bool>) -> io::R
     if let Some(only) = only_v6 {
         socket.set_only_v6(only)?;
     }
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -363,6 +368,7 @@ mod tests {
             tls: false,
             local_port: HeaderValue::from(80u16),
             open: metrics.connections("http").open(),
+            nodelay: false,
             span: Span::none(),
         }
     }
@@ -421,12 +427,17 @@ mod tests {
             assert_eq!(sockets[0].0.local_addr().unwrap(), addr);
             assert!(sockets[0].1);
         }
-        // The kernel spreads connections over the three; each is accepted by one of them.
+        // The kernel spreads connections over the three; each is accepted by one of them, with
+        // TCP_NODELAY from its listener (the data plane relies on it to skip a system call).
         let clients: Vec<_> = (0..30).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(std::time::Duration::from_millis(50));
         let accepted: usize = per_worker
             .iter()
-            .map(|s| std::iter::from_fn(|| s[0].0.accept().ok()).count())
+            .map(|s| {
+                std::iter::from_fn(|| s[0].0.accept().ok())
+                    .inspect(|(conn, _)| assert!(conn.nodelay().unwrap(), "TCP_NODELAY not inherited"))
+                    .count()
+            })
             .sum();
         assert_eq!(accepted, clients.len());
     }
