@@ -19,10 +19,10 @@ mod server;
 mod tls;
 mod workers;
 
-use std::sync::Arc;
-
-use std::time::Duration;
 pub use workers::bind;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use portier_snapshot::SnapshotCell;
 use portier_telemetry::{AccessLog, Metrics};

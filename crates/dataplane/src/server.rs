@@ -239,10 +239,7 @@ pub(crate) async fn run(
         }
         None => drop(tokio::spawn(crate::h1::sweep_idle(Arc::downgrade(&shared.h1)))),
     }
-    let dest = match &workers {
-        Some(w) => Dest::HandOver(w),
-        None => Dest::Here(None),
-    };
+    let dest = workers.as_ref().map_or(Dest::Here(None), Dest::HandOver);
     let listeners = sockets.into_iter().map(|(socket, tls)| {
         accept_loop(
             shared.clone(),
@@ -335,46 +332,41 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdow
             tls.sni = field::Empty,
             tls.cert = field::Empty,
         );
-        let workers = match &dest {
-            Dest::HandOver(workers) => workers,
-            Dest::Here(worker) => {
-                let accepted = Accepted {
-                    shared: shared.clone(),
-                    client: peer,
-                    tls: listener.tls,
-                    local_port: listener.port.clone(),
-                    open: listener.gauge.open(),
-                    load: worker.clone().map(Load::new),
-                    nodelay: listener.nodelay,
-                };
-                shared
-                    .tracker
-                    .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
-                continue;
-            }
-        };
-        // Off this thread's event loop, onto the worker's.
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                debug!(parent: &span, error = %e, "cannot hand the connection over; closed");
-                continue;
-            }
-        };
-        let job = Job {
-            stream,
+        let mut accepted = Accepted {
+            shared: shared.clone(),
             client: peer,
             tls: listener.tls,
             local_port: listener.port.clone(),
             open: listener.gauge.open(),
+            load: None,
             nodelay: listener.nodelay,
-            span,
         };
-        workers.dispatch(job, shared.tracker.token());
+        match &dest {
+            Dest::Here(worker) => {
+                accepted.load = worker.clone().map(Load::new);
+                spawn_serve_tcp(accepted, stream, span, &shutdown);
+            }
+            // Off this thread's event loop, onto the worker's.
+            Dest::HandOver(workers) => match stream.into_std() {
+                Ok(stream) => workers.dispatch(Job { accepted, stream, span }, shared.tracker.token()),
+                Err(e) => debug!(parent: &span, error = %e, "cannot hand the connection over; closed"),
+            },
+        }
     }
 }
 
-pub(crate) async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: CancellationToken) {
+/// Serves an accepted connection on a tracked task of the runtime this runs on.
+pub(crate) fn spawn_serve_tcp(
+    accepted: Accepted,
+    stream: TcpStream,
+    span: tracing::Span,
+    shutdown: &CancellationToken,
+) {
+    let tracker = accepted.shared.tracker.clone();
+    tracker.spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
+}
+
+async fn serve_tcp(accepted: Accepted, stream: TcpStream, shutdown: CancellationToken) {
     // Responses are written whole by hyper; Nagle would only delay the last segment. Sockets
     // accepted from a listener that has the option inherit it (Linux), which saves a system call
     // per connection (see [`crate::workers::bind`]).

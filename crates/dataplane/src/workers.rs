@@ -28,16 +28,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use http::HeaderValue;
-use portier_telemetry::{ConnectionGuard, WorkerGauge};
+use portier_telemetry::WorkerGauge;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tracing::{debug, warn, Instrument, Span};
+use tracing::{debug, warn, Span};
 
-use crate::server::{accept_loop, listener, serve_tcp, Accepted, Dest, Shared};
+use crate::server::{accept_loop, listener, spawn_serve_tcp, Accepted, Dest, Shared};
 
 /// The running workers; dropping this stops them (see [`Workers::stop`] to wait for that).
 pub(crate) struct Workers {
@@ -49,14 +48,11 @@ pub(crate) struct Workers {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// An accepted connection on its way to a worker.
+/// An accepted connection on its way to a worker, its socket out of any event loop. The worker
+/// gives it its own [`Shared`] and counts it against itself.
 pub(crate) struct Job {
+    pub(crate) accepted: Accepted,
     pub(crate) stream: std::net::TcpStream,
-    pub(crate) client: SocketAddr,
-    pub(crate) tls: bool,
-    pub(crate) local_port: HeaderValue,
-    pub(crate) open: ConnectionGuard,
-    pub(crate) nodelay: bool,
     pub(crate) span: Span,
 }
 
@@ -78,7 +74,6 @@ enum Msg {
 
 struct Queued {
     job: Job,
-    load: Load,
     /// Keeps the drain waiting from the accept until the worker has spawned the connection's task
     /// (which the tracker then counts itself).
     _tracked: TaskTrackerToken,
@@ -130,18 +125,16 @@ impl Workers {
         order.sort_by_key(|q| q.load.get());
         for q in order {
             // Counted before it is sent: the next accept, maybe before the worker wakes, sees it.
-            let queued = Queued {
-                job,
-                load: Load::new(q.load.clone()),
-                _tracked: tracked,
-            };
+            // A count left from a worker that refused it is dropped here.
+            job.accepted.load = Some(Load::new(q.load.clone()));
+            let queued = Queued { job, _tracked: tracked };
             match q.jobs.send(Msg::Conn(queued)) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(Msg::Conn(back))) => (job, tracked) = (back.job, back._tracked),
                 Err(mpsc::error::SendError(Msg::Listen(..))) => return,
             }
         }
-        warn!(client.addr = %job.client, "no worker thread is running; connection closed");
+        warn!(client.addr = %job.accepted.client, "no worker thread is running; connection closed");
     }
 
     /// Gives worker `i` the listening sockets `per_worker[i]` to accept on.
@@ -210,16 +203,14 @@ async fn work(
             // The accepting side is gone: what remains is the drain.
             None => return done.cancelled().await,
         };
-        let Queued { job, load, _tracked } = queued;
-        let Job {
-            stream,
-            client,
-            tls,
-            local_port,
-            open,
-            nodelay,
-            span,
-        } = job;
+        let Queued {
+            job: Job {
+                mut accepted,
+                stream,
+                span,
+            },
+            _tracked,
+        } = queued;
         // Registers the socket with this thread's event loop.
         let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,
@@ -228,18 +219,8 @@ async fn work(
                 continue;
             }
         };
-        let accepted = Accepted {
-            shared: shared.clone(),
-            client,
-            tls,
-            local_port,
-            open,
-            load: Some(load),
-            nodelay,
-        };
-        shared
-            .tracker
-            .spawn(serve_tcp(accepted, stream, shutdown.clone()).instrument(span));
+        accepted.shared = shared.clone();
+        spawn_serve_tcp(accepted, stream, span, &shutdown);
     }
 }
 
@@ -335,8 +316,12 @@ impl Drop for Load {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use portier_telemetry::Metrics;
+    use http::HeaderValue;
+    use portier_snapshot::{CertEntry, RouteTable, Snapshot, SnapshotCell, TlsStore};
+    use portier_telemetry::{AccessLog, Metrics};
     use tokio_util::task::TaskTracker;
+
+    use crate::DataplaneConfig;
 
     use super::*;
 
@@ -360,15 +345,44 @@ mod tests {
         (workers, receivers)
     }
 
-    fn job(listener: &std::net::TcpListener, metrics: &Metrics) -> Job {
+    /// What the accepting side holds: an empty snapshot with a self-signed fallback certificate.
+    fn shared() -> Arc<Shared> {
+        let generated = rcgen::generate_simple_self_signed(vec!["fallback.invalid".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let certified =
+            rustls::sign::CertifiedKey::from_der(vec![generated.cert.der().clone()], key, &provider).unwrap();
+        let fallback = CertEntry {
+            certified: Arc::new(certified),
+            source: Arc::from("test/fallback"),
+        };
+        let snapshot = Snapshot::new(
+            RouteTable::default(),
+            TlsStore::builder(fallback).build(),
+            vec![],
+            vec![],
+        );
+        Arc::new(Shared::new(
+            Arc::new(SnapshotCell::new(snapshot)),
+            Arc::new(Metrics::new()),
+            AccessLog::off(),
+            DataplaneConfig::default(),
+        ))
+    }
+
+    fn job(listener: &std::net::TcpListener, shared: &Arc<Shared>) -> Job {
         let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         Job {
-            client: stream.local_addr().unwrap(),
+            accepted: Accepted {
+                shared: shared.clone(),
+                client: stream.local_addr().unwrap(),
+                tls: false,
+                local_port: HeaderValue::from(80u16),
+                open: shared.metrics.connections("http").open(),
+                load: None,
+                nodelay: false,
+            },
             stream,
-            tls: false,
-            local_port: HeaderValue::from(80u16),
-            open: metrics.connections("http").open(),
-            nodelay: false,
             span: Span::none(),
         }
     }
@@ -380,12 +394,12 @@ mod tests {
     #[test]
     fn connections_go_to_the_least_busy_worker_and_skip_stopped_ones() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let metrics = Metrics::new();
+        let shared = shared();
         let tracker = TaskTracker::new();
         let (w, mut rx) = workers(3);
 
         for _ in 0..6 {
-            w.dispatch(job(&listener, &metrics), tracker.token());
+            w.dispatch(job(&listener, &shared), tracker.token());
         }
         let mut held: Vec<Vec<Msg>> = rx.iter_mut().map(take).collect();
         assert_eq!(held.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
@@ -395,7 +409,7 @@ mod tests {
         // Worker 1's connections end: it is the least busy until it has as many as the others.
         held[1].clear();
         for _ in 0..2 {
-            w.dispatch(job(&listener, &metrics), tracker.token());
+            w.dispatch(job(&listener, &shared), tracker.token());
         }
         let got: Vec<usize> = rx.iter_mut().map(|r| take(r).len()).collect();
         assert_eq!(got, [0, 2, 0]);
@@ -404,7 +418,7 @@ mod tests {
         drop(rx.remove(0));
         held.remove(0);
         for _ in 0..4 {
-            w.dispatch(job(&listener, &metrics), tracker.token());
+            w.dispatch(job(&listener, &shared), tracker.token());
         }
         let got: Vec<usize> = rx.iter_mut().map(|r| take(r).len()).collect();
         assert_eq!(got.iter().sum::<usize>(), 4);
