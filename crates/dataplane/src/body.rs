@@ -391,25 +391,16 @@ impl Finish {
     }
 }
 
-/// Records through the metric handles resolved on the route's first request and kept on the
-/// route ([`Attached`](portier_snapshot::Attached)). They belong to the registry that resolved
-/// them: a route served by another registry (two servers in one process sharing a snapshot)
+/// Records through the metric handle resolved on the route's first request and kept on the
+/// route ([`Attached`](portier_snapshot::Attached)). It belongs to the registry that resolved
+/// it: a route served by another registry (two servers in one process sharing a snapshot)
 /// records by labels.
 fn record_route(metrics: &Metrics, route: &Route, code: u16, elapsed: Duration) {
-    let registry = std::ptr::from_ref(metrics) as usize;
-    let attached = route.attached.get_or_init(|| RouteHandles {
-        registry,
-        metrics: metrics.route(&route.ingress, &route.backend),
-    });
+    let attached: Option<&RouteMetrics> = route
+        .attached
+        .get_or_init(|| metrics.route(&route.ingress, &route.backend));
     match attached {
-        Some(h) if h.registry == registry => h.metrics.observe(code, elapsed),
+        Some(h) if h.belongs_to(metrics) => h.observe(code, elapsed),
         _ => metrics.request_shared(&route.ingress, &route.backend, code, elapsed),
     }
-}
-
-/// What the data plane attaches to a route.
-struct RouteHandles {
-    /// The address of the registry `metrics` belongs to.
-    registry: usize,
-    metrics: RouteMetrics,
 }

@@ -292,12 +292,12 @@ fn attached_state_is_made_once_and_ignored_by_equality() {
     for _ in 0..3 {
         let v = a.attached.get_or_init(|| {
             made += 1;
-            7_u32
+            Arc::new(7_u32)
         });
         assert_eq!(v, Some(&7));
     }
     assert_eq!(made, 1);
     // Another type finds the slot taken.
-    assert_eq!(a.attached.get_or_init(|| "other"), None);
+    assert_eq!(a.attached.get_or_init(|| Arc::new("other")), None);
     assert_eq!(a, b);
 }
