@@ -156,9 +156,9 @@ impl GuardState {
         }
     }
 
-    /// A response has been sent in full: the idle keep-alive time starts now.
-    pub(crate) fn answered(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// A response has been sent in full (at `now`): the idle keep-alive time starts.
+    pub(crate) fn answered(&self, now: std::time::Instant) {
+        let ms = u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX);
         self.idle_since_ms.store(ms, Ordering::Relaxed);
         self.answered.fetch_add(1, Ordering::Release);
     }
@@ -269,8 +269,16 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
                     // One timer, armed no later than the idle deadline (or, while a request is in
                     // flight, than a keep-alive period from now), and moved on when it fires:
                     // hyper may read here before the response ends, and not again after it.
-                    let at = this.idle_deadline().unwrap_or_else(|| Instant::now() + this.keep_alive);
-                    if this.deadline.deadline() > at {
+                    let at = match this.idle_deadline() {
+                        Some(at) => Some(at),
+                        // Every deadline this sets is an instant already past plus the header
+                        // timeout or the keep-alive period. With the header timeout no longer
+                        // (the defaults: 10 s and 75 s), the timer is due within a keep-alive
+                        // period from now already, and the clock read per request is spared.
+                        None if this.header_timeout <= this.keep_alive => None,
+                        None => Some(Instant::now() + this.keep_alive),
+                    };
+                    if let Some(at) = at.filter(|&at| this.deadline.deadline() > at) {
                         this.deadline.as_mut().reset(at);
                     }
                     while this.deadline.as_mut().poll(cx).is_ready() {

@@ -115,11 +115,12 @@ impl Pool {
     }
 
     /// The most recently used live connection to `addr`, the least likely to have been closed.
-    fn checkout(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// `now` is the request's start, read once for all it times.
+    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut map = self.lock();
         let list = map.get_mut(&addr)?;
         while let Some(idle) = list.pop() {
-            if idle.usable(self.timeout) {
+            if idle.usable(self.timeout, now) {
                 return Some(idle.io);
             }
         }
@@ -139,9 +140,10 @@ impl Pool {
 
     /// Closes the connections idle for longer than the timeout, and those the upstream closed.
     fn sweep(&self) {
+        let now = Instant::now();
         let mut map = self.lock();
         for list in map.values_mut() {
-            list.retain(|idle| idle.usable(self.timeout));
+            list.retain(|idle| idle.usable(self.timeout, now));
         }
         map.retain(|_, list| !list.is_empty());
     }
@@ -151,9 +153,9 @@ impl Idle {
     /// Within the keep-alive timeout, and nothing to read: an idle connection that turned
     /// readable was closed by the upstream (or sent bytes nobody asked for). The readiness is the
     /// runtime's, from the last event loop turn: no system call.
-    fn usable(&self, timeout: Duration) -> bool {
+    fn usable(&self, timeout: Duration, now: Instant) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        self.since.elapsed() < timeout && self.io.poll_read_ready(&mut cx).is_pending()
+        now.saturating_duration_since(self.since) < timeout && self.io.poll_read_ready(&mut cx).is_pending()
     }
 }
 
@@ -215,7 +217,7 @@ impl std::fmt::Debug for State {
 }
 
 /// Starts sending `head` to `addr`, on an idle connection if there is one. `map` is a header map
-/// the response may reuse (the request's), emptied here.
+/// the response may reuse (the request's), emptied here; `now` is the request's start.
 pub(crate) fn send(
     pool: &Arc<Pool>,
     addr: SocketAddr,
@@ -223,12 +225,13 @@ pub(crate) fn send(
     head_only: bool,
     connect_timeout: Duration,
     mut map: HeaderMap,
+    now: Instant,
 ) -> Exchange {
     // Emptied now, not when the response comes: a request's values point into hyper's read
     // buffer for the client connection, and hyper, watching for the client to close meanwhile,
     // reads into a second 8 KiB buffer while anything still refers to the first.
     map.clear();
-    let (state, reused) = match pool.checkout(addr) {
+    let (state, reused) = match pool.checkout(addr, now) {
         Some(io) => (State::Writing { io, written: 0 }, true),
         None => (connecting(addr, connect_timeout), false),
     };
@@ -930,9 +933,17 @@ mod tests {
             // The request's map, which the response reuses: none of its fields may come back.
             let mut request_fields = HeaderMap::new();
             request_fields.insert("x-request", HeaderValue::from_static("r"));
-            let resp = send(&pool, addr, head, false, Duration::from_secs(5), request_fields)
-                .await
-                .unwrap_or_else(|e| panic!("cut at {cut}: {e:?}"));
+            let resp = send(
+                &pool,
+                addr,
+                head,
+                false,
+                Duration::from_secs(5),
+                request_fields,
+                Instant::now(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e:?}"));
             assert_eq!(resp.status(), StatusCode::OK, "cut at {cut}");
             assert_eq!(resp.headers()["x-big"].len(), big.len(), "cut at {cut}");
             assert_eq!(resp.headers()["x-small"], "s", "cut at {cut}");

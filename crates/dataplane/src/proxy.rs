@@ -77,7 +77,7 @@ pub(crate) fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handling<impl F
         let _entered = (!span.is_disabled()).then(|| span.enter());
         check_message(&conn, index, &req)
             .and(host)
-            .and_then(|host| route(&conn, req, host, &mut ex, watch.clone(), upgrade_asked))
+            .and_then(|host| route(&conn, req, host, &mut ex, watch.clone(), upgrade_asked, start))
             .unwrap_or_else(|e| Step::answer(Err(e)))
     };
     Handling {
@@ -258,6 +258,7 @@ fn route(
     ex: &mut Exchange,
     watch: Option<Arc<BodyWatch>>,
     upgrade_asked: bool,
+    start: Instant,
 ) -> Result<Step<impl Future<Output = pool::Sent> + Send>, GatewayError> {
     if req.method() == Method::CONNECT {
         // An ingress is not a forward proxy: tunnelling to arbitrary authorities is refused.
@@ -327,6 +328,7 @@ fn route(
                 path: &path,
                 cluster: *id,
                 upgrade_asked,
+                start,
             };
             let upstream = proxy(conn, req, host, target, policy, watch, snap)?;
             Ok(Step::Upstream { upstream })
@@ -398,6 +400,9 @@ struct Target<'a> {
     cluster: ClusterId,
     /// The request has an `Upgrade` field (looked up once, in [`handle`]).
     upgrade_asked: bool,
+    /// When [`handle`] took the request: the upstream deadlines count from it, which spares a
+    /// clock read per request (each is ~20 ns in a VM, and a request made ~11).
+    start: Instant,
 }
 
 /// Builds the upstream request from the client's and hands it to the pool.
@@ -464,9 +469,10 @@ fn proxy(
                     head_only,
                     limit,
                     map,
+                    target.start,
                 ),
             },
-            deadline: tokio::time::sleep(timeouts.read),
+            deadline: tokio::time::sleep_until(tokio::time::Instant::from_std(target.start) + timeouts.read),
             upload: None,
             timeouts,
             client_upgrade: None,
@@ -504,7 +510,7 @@ fn proxy(
         sender: Sender::Hyper {
             sending: Box::pin(pool::send(conn.shared.pool, target.endpoint, up, limit)),
         },
-        deadline: tokio::time::sleep(first),
+        deadline: tokio::time::sleep_until(tokio::time::Instant::from_std(target.start) + first),
         upload,
         timeouts,
         client_upgrade,

@@ -608,7 +608,11 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
         assert!(!text.contains(r#"service="shop/api:80",code="200""#), "{text}");
-        assert_eq!(text.matches("# TYPE portier_http_requests counter").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("# TYPE portier_http_requests counter").count(),
+            1,
+            "{text}"
+        );
         assert_eq!(
             text.matches("portier_http_request_duration_seconds_count{").count(),
             1,
