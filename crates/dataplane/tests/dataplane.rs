@@ -164,6 +164,40 @@ async fn gateway_errors_and_static_replies() {
         .await;
 }
 
+/// The metric handle kept on a route belongs to that snapshot's route; the counts behind it belong
+/// to the Ingress and backend, so a reload (new routes, same names) continues them.
+#[tokio::test]
+async fn request_metrics_continue_across_a_reload() {
+    let routes = || {
+        vec![
+            route("shop.example", "/", static_action(200, "ok")),
+            route("shop.example", "/gone", static_action(410, "gone")),
+        ]
+    };
+    let gw = Gateway::start(snapshot(routes(), vec![])).await;
+    for path in ["/", "/", "/gone"] {
+        gw.get("shop.example", path).await;
+    }
+    gw.metric(r#"portier_http_requests_total{ingress="shop/web",service="shop/web:80",code="200"} 2"#)
+        .await;
+    gw.cell.publish(snapshot(routes(), vec![]));
+    for path in ["/", "/gone"] {
+        gw.get("shop.example", path).await;
+    }
+    gw.metric(r#"portier_http_requests_total{ingress="shop/web",service="shop/web:80",code="200"} 3"#)
+        .await;
+    gw.metric(r#"portier_http_requests_total{ingress="shop/web",service="shop/web:80",code="410"} 2"#)
+        .await;
+    gw.metric(r#"portier_http_request_duration_seconds_count{ingress="shop/web"} 5"#)
+        .await;
+    let text = gw.metrics.encode();
+    assert_eq!(
+        text.matches("portier_http_request_duration_seconds_count{").count(),
+        1,
+        "one histogram for the Ingress:\n{text}"
+    );
+}
+
 #[tokio::test]
 async fn missing_host_on_http11_is_400() {
     let gw = Gateway::start(snapshot(vec![route("", "/", static_action(200, "ok"))], vec![])).await;
