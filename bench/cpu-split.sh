@@ -25,32 +25,16 @@ P=
 setup_comparison
 trap 'kill $UP 2>/dev/null || true; [ -z "$P" ] || kill $P 2>/dev/null || true' EXIT
 
-# HAProxy as peers.sh configures it, one thread, TLS 1.3 and h2 by ALPN.
+# HAProxy exactly as peers.sh configures it (peers.py's haproxy_cfg), on this script's ports.
 cat "$D/c.pem" "$D/k.pem" > "$D/haproxy.pem"
-cat > "$D/haproxy.cfg" <<C
-global
-  nbthread 1
-  maxconn 9000
-defaults
-  mode http
-  option http-keep-alive
-  option forwardfor
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  timeout http-keep-alive 300s
-frontend fe
-  bind 127.0.0.1:18180
-  bind 127.0.0.1:18543 ssl crt $D/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.3
-  http-request set-header X-Forwarded-Proto https if { ssl_fc }
-  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
-  use_backend be_app if { req.hdr(host),field(1,:),lower -m str bench.example.test } { path_beg /api/ }
-  default_backend be_404
-backend be_app
-  server s1 127.0.0.1:18101
-backend be_404
-  http-request return status 404
-C
+python3 - "$D" "$HERE" <<'P' > "$D/haproxy.cfg"
+import sys
+sys.path.insert(0, sys.argv[2])
+import peers
+d = sys.argv[1]
+print(peers.haproxy_cfg({"http_port": 18180, "https_port": 18543, "pem": d + "/haproxy.pem",
+                         "upstream_port": 18101, "dir": d}, 0))
+P
 portier_serve_args off
 
 start() { # proxy
