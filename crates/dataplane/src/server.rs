@@ -27,7 +27,7 @@ use tracing::{debug, debug_span, field, info, warn, Instrument};
 use crate::coalesce::Coalesced;
 use crate::guard::{GuardState, Guarded, HeadLimits};
 use crate::pool::PoolConfig;
-use crate::workers::{Job, Load, Workers};
+use crate::workers::{Job, Workers};
 use crate::DataplaneConfig;
 
 /// State shared by every connection of one [`Dataplane`](crate::Dataplane).
@@ -68,7 +68,7 @@ pub(crate) struct Conn {
     /// Counts the connection as open until every request, response body and tunnel of it is done.
     _open: ConnectionGuard,
     /// The same, against the worker thread serving it.
-    _load: Option<Load>,
+    _load: Option<ConnectionGuard>,
 }
 
 /// A connection between accept and its first request: the [`Conn`] is built once the TLS server
@@ -79,7 +79,7 @@ pub(crate) struct Accepted {
     pub(crate) tls: bool,
     pub(crate) local_port: HeaderValue,
     pub(crate) open: ConnectionGuard,
-    pub(crate) load: Option<Load>,
+    pub(crate) load: Option<ConnectionGuard>,
     /// The socket has TCP_NODELAY already, from its listener.
     pub(crate) nodelay: bool,
 }
@@ -343,7 +343,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdow
         };
         match &dest {
             Dest::Here(worker) => {
-                accepted.load = worker.clone().map(Load::new);
+                accepted.load = worker.as_ref().map(WorkerGauge::open);
                 spawn_serve_tcp(accepted, stream, span, &shutdown);
             }
             // Off this thread's event loop, onto the worker's.

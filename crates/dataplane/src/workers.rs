@@ -79,10 +79,6 @@ struct Queued {
     _tracked: TaskTrackerToken,
 }
 
-/// Counts one connection against its worker until the connection ends.
-#[derive(Debug)]
-pub(crate) struct Load(WorkerGauge);
-
 // === impl Workers ===
 
 impl Workers {
@@ -126,7 +122,7 @@ impl Workers {
         for q in order {
             // Counted before it is sent: the next accept, maybe before the worker wakes, sees it.
             // A count left from a worker that refused it is dropped here.
-            job.accepted.load = Some(Load::new(q.load.clone()));
+            job.accepted.load = Some(q.load.open());
             let queued = Queued { job, _tracked: tracked };
             match q.jobs.send(Msg::Conn(queued)) {
                 Ok(()) => return,
@@ -295,21 +291,6 @@ pub(crate) fn shard(sockets: Vec<(TcpListener, bool)>, n: usize) -> Result<Vec<S
         }
     }
     Ok(per_worker)
-}
-
-// === impl Load ===
-
-impl Load {
-    pub(crate) fn new(gauge: WorkerGauge) -> Self {
-        gauge.inc();
-        Load(gauge)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 #[cfg(test)]

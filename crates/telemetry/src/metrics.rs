@@ -518,12 +518,9 @@ impl WorkerGauge {
         self.gauge.get()
     }
 
-    pub fn inc(&self) {
-        self.gauge.inc();
-    }
-
-    pub fn dec(&self) {
-        self.gauge.dec();
+    /// Counts a connection against the worker until the guard is dropped.
+    pub fn open(&self) -> ConnectionGuard {
+        open(&self.gauge)
     }
 }
 
@@ -532,11 +529,13 @@ impl WorkerGauge {
 impl ConnectionGauge {
     /// Counts a new connection until the guard is dropped.
     pub fn open(&self) -> ConnectionGuard {
-        self.gauge.inc();
-        ConnectionGuard {
-            gauge: self.gauge.clone(),
-        }
+        open(&self.gauge)
     }
+}
+
+fn open(gauge: &Gauge) -> ConnectionGuard {
+    gauge.inc();
+    ConnectionGuard { gauge: gauge.clone() }
 }
 
 impl Drop for ConnectionGuard {
