@@ -12,8 +12,16 @@
 #                                            # misses per request under callgrind
 #                                            # (--cache-sim=yes), 20 s of each load; keeps the
 #                                            # profiles for callgrind_annotate
+#   PROFILE=1 bench/hosts-cost.sh [BIN]      # instead: perf record (cpu-clock) of SECS (6) s of
+#                                            # each load; prints each symbol's µs per request
+#                                            # with one Host and random Hosts, largest
+#                                            # difference first (TOP lines, default 15)
 #
-# Needs: nginx, wrk, python3, curl, taskset; valgrind for CACHESIM. Ports as bench/lib.sh.
+# The simulated last level is this core's L2 (from sysfs; LL=size,ways,line to choose): the L3
+# is shared with whatever else runs on the host, and in a VM valgrind may detect a nonsense one
+# (here: 512 MiB, 2-way), under which nothing but cold misses reach the last level.
+#
+# Needs: nginx, wrk, python3, curl, taskset; valgrind for CACHESIM, perf for PROFILE. Ports as bench/lib.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/portier}
@@ -51,8 +59,12 @@ load() { # hosts seconds [cpu]
 requests() { python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["err_status"] == 0, r; print(r["requests"])'; }
 
 if [ -n "${CACHESIM:-}" ]; then
+    l2=/sys/devices/system/cpu/cpu0/cache/index2
+    if [ -z "${LL:-}" ] && [ -r $l2/size ]; then
+        LL="$(numfmt --from=iec "$(cat $l2/size)"),$(cat $l2/ways_of_associativity),$(cat $l2/coherency_line_size)"
+    fi
     for hosts in 1 10000; do
-        serve valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no \
+        serve valgrind --tool=callgrind --cache-sim=yes ${LL:+--LL=$LL} --instr-atstart=no \
             --callgrind-out-file="$D/hosts-$hosts.out"
         wait_up 1200
         load $hosts 5 >/dev/null
@@ -72,6 +84,24 @@ fi
 
 serve taskset -c 0
 wait_up 300
+if [ -n "${PROFILE:-}" ]; then
+    # The sampling clock sees stalls where instruction counts cannot: a locked add on a cold
+    # line, a dependent miss. Absolute figures include perf's own cost; compare within a run.
+    load 1 2 1 >/dev/null; load 10000 2 1 >/dev/null
+    for hosts in 1 10000; do
+        perf record -e cpu-clock -F 10000 -p $P -o "$D/perf-$hosts.data" -- sleep "$SECS" \
+            >/dev/null 2>&1 &
+        rec=$!
+        n=$(load $hosts "$SECS" 1 | requests)
+        wait $rec || true
+        perf report -i "$D/perf-$hosts.data" --no-children --sort sym -F period,sym --stdio 2>/dev/null \
+            > "$D/perf-$hosts.txt"
+        echo "$hosts $n" >> "$D/requests.txt"
+    done
+    python3 "$HERE/perf_diff.py" "$D" "${TOP:-15}"
+    echo "perf files: $D"
+    exit
+fi
 cpu() { awk '{print $14 + $15}' /proc/$P/stat; }   # utime + stime, clock ticks
 load 1 2 1 >/dev/null; load 10000 2 1 >/dev/null   # warm-up: every route's state made once
 for round in $(seq "$ROUNDS"); do

@@ -290,6 +290,7 @@ fn route(
     };
     // Borrowed from `ex` rather than the snapshot, which moves into the exchange below.
     let route = &**ex.route.insert(found.clone());
+    crate::body::warm_route_metrics(&conn.shared.metrics, route);
     let policy = &route.policy;
     if !policy.admits(conn.client.ip()) {
         return Err(GatewayError::new(

@@ -439,31 +439,38 @@ impl Collector for RequestsCollector {
             requests.other_codes.encode(family)?;
         }
 
-        if !routes.is_empty() {
+        // One histogram per Ingress: the sum over its backends. An Ingress's appears with its
+        // first answer: its cells exist from its first request's routing, before that.
+        let mut histograms = Vec::new();
+        for same in routes.chunk_by(|a, b| a.ingress == b.ingress) {
+            let mut counts = [0u64; DURATION_BUCKETS_US.len() + 1];
+            let mut sum_us = 0;
+            for route in same {
+                route.durations.add_to(&mut counts, &mut sum_us);
+            }
+            // Count is the sum of the buckets as read, so `+Inf` always equals `_count` in a
+            // scrape even while observations race with it.
+            let count: u64 = counts.iter().sum();
+            if count > 0 {
+                histograms.push((&same[0].ingress, counts, count, sum_us));
+            }
+        }
+        if !histograms.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "http_request_duration_seconds",
                 "Time from request headers to the end of the response body, by Ingress",
                 None,
                 MetricType::Histogram,
             )?;
-            // One histogram per Ingress: the sum over its backends.
-            for same in routes.chunk_by(|a, b| a.ingress == b.ingress) {
-                let mut counts = [0u64; DURATION_BUCKETS_US.len() + 1];
-                let mut sum_us = 0;
-                for route in same {
-                    route.durations.add_to(&mut counts, &mut sum_us);
-                }
+            for (ingress, counts, count, sum_us) in histograms {
                 let mut buckets = [(0.0, 0u64); DURATION_BUCKETS_US.len() + 1];
                 for (i, n) in counts.into_iter().enumerate() {
                     // `f64::MAX` is how prometheus-client spells the `+Inf` bucket.
                     let bound = DURATION_BUCKETS_US.get(i).map_or(f64::MAX, |&us| us as f64 / 1e6);
                     buckets[i] = (bound, n);
                 }
-                // Count is the sum of the buckets as read, so `+Inf` always equals `_count` in a
-                // scrape even while observations race with it.
-                let count = counts.iter().sum();
                 let labels = IngressLabels {
-                    ingress: same[0].ingress.clone(),
+                    ingress: ingress.clone(),
                 };
                 family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
                     sum_us as f64 / 1e6,
@@ -628,12 +635,19 @@ mod tests {
         let m = Metrics::new();
         let text = m.encode();
         assert!(!text.contains("portier_http_request"), "{text}");
-        // A handle resolved but not used yet shows its Ingress's empty histogram, no counter.
-        let _ = m.route(&Arc::from("a/b"), &Arc::from("a/b:80"));
+        // Cells made for a request not answered yet (the data plane makes them when it routes
+        // the request) show nothing until it is.
+        let cells = m.route(&Arc::from("a/b"), &Arc::from("a/b:80"));
         let text = m.encode();
-        assert!(!text.contains("portier_http_requests"), "{text}");
+        assert!(!text.contains("portier_http_request"), "{text}");
+        cells.observe(200, Duration::from_millis(3));
+        let text = m.encode();
         assert!(
-            text.contains(r#"portier_http_request_duration_seconds_count{ingress="a/b"} 0"#),
+            text.contains(r#"portier_http_requests_total{ingress="a/b",service="a/b:80",code="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"portier_http_request_duration_seconds_count{ingress="a/b"} 1"#),
             "{text}"
         );
     }
