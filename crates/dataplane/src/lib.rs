@@ -16,6 +16,7 @@ mod headers;
 mod pool;
 mod proxy;
 mod server;
+mod streams;
 mod tls;
 mod workers;
 

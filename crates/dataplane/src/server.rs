@@ -14,7 +14,7 @@ use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use portier_snapshot::{GlobalSettings, SnapshotCell};
 use portier_telemetry::{AccessLog, ConnectionGauge, ConnectionGuard, HandshakeFailure, Metrics, WorkerGauge};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -492,7 +492,8 @@ where
 {
     let conn = Arc::new(conn);
     let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let spawner = crate::streams::Spawner::default();
+    let mut builder = http2::Builder::new(spawner.clone());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(s.http2_max_concurrent_streams)
@@ -505,7 +506,8 @@ where
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(Coalesced::new(io)), service);
-    drive(connection, &shared, &shutdown, |c| c.graceful_shutdown()).await;
+    let connection = crate::streams::WithStreams::new(connection, spawner);
+    drive(connection, &shared, &shutdown, |c| c.conn().graceful_shutdown()).await;
 }
 
 async fn serve_h1<I>(mut conn: Conn, shared: Arc<Shared>, s: Arc<GlobalSettings>, io: I, shutdown: CancellationToken)

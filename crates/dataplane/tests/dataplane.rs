@@ -486,6 +486,71 @@ async fn drains_a_request_in_flight(gw: Gateway, host: &'static str) {
 }
 
 #[tokio::test]
+async fn http2_shutdown_lets_in_flight_streams_finish() {
+    let a = upstream("a").await;
+    let gw = Gateway::start(snapshot(
+        vec![route("shop.example", "/", proxy_to(0))],
+        vec![Cluster::new("shop/web:80", "shop/web", vec![a])],
+    ))
+    .await;
+    let Client::H2(send) = h2c(gw.http).await else {
+        unreachable!()
+    };
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let mut send = send.clone();
+            tokio::spawn(async move { send.send_request(get("shop.example", "/slow")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.shutdown.cancel();
+    for stream in streams {
+        let resp = within("an in-flight stream", stream).await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    within("run to return", gw.task).await.unwrap();
+}
+
+/// The streams of an HTTP/2 connection end with it: a request whose client has gone does not
+/// keep waiting on its upstream (here for up to its 30 s read timeout).
+#[tokio::test]
+async fn http2_client_gone_ends_its_upstream_exchanges() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        // The request, and never an answer: wait until the gateway closes the connection.
+        let mut buf = [0u8; 4096];
+        while let Ok(1..) = conn.read(&mut buf).await {}
+        let _ = closed_tx.send(());
+    });
+    let policy = RoutePolicy {
+        read_timeout: Duration::from_secs(30),
+        ..RoutePolicy::default()
+    };
+    let gw = Gateway::start(snapshot(
+        vec![route_with("shop.example", "/", proxy_to(0), policy)],
+        vec![Cluster::new("s:80", "s", vec![up])],
+    ))
+    .await;
+    let stream = TcpStream::connect(gw.http).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = tokio::spawn(async move { send.send_request(get("shop.example", "/")).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The client goes away: its connection (and socket) dropped.
+    conn.abort();
+    request.abort();
+    within("the upstream connection to be closed", closed).await.unwrap();
+}
+
+#[tokio::test]
 async fn drain_deadline_closes_what_is_left() {
     let silent = silent_upstream().await;
     let mut cfg = config();
