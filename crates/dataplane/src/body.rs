@@ -410,16 +410,14 @@ fn route_metrics<'r>(metrics: &Metrics, route: &'r Route) -> Option<&'r RouteMet
         .get_or_init(|| metrics.route(&route.ingress, &route.backend))
 }
 
-/// Reads the line of the route's metric cells when the request is routed, long before its
-/// response records into them. With 10,000 hosts that line is cold, and the atomic adds that
+/// Starts loading the line of the route's metric cells when the request is routed, long before
+/// its response records into them. With 10,000 hosts that line is cold, and the atomic adds that
 /// record are locked instructions: on a cold line one stalls the core until the line arrives.
-/// Read here, its miss overlaps the route's own, and at completion the line is near.
-/// `PROFILE=1 bench/hosts-cost.sh`, random Hosts out of 10,000, three runs each way:
-/// `Finish::complete` went from 0.25–0.28 to 0.06–0.11 µs per request, `proxy::handle` from
-/// 0.44–0.50 to 0.48–0.51.
+/// `PROFILE=1 bench/hosts-cost.sh`, random Hosts out of 10,000, three runs each way: a plain read
+/// here took `Finish::complete` from 0.25–0.28 to 0.06–0.11 µs per request, but the read itself
+/// then stalled `proxy::handle` (a fifth of its samples); a prefetch does not wait.
 pub(crate) fn warm_route_metrics(metrics: &Metrics, route: &Route) {
     if let Some(h) = route_metrics(metrics, route) {
-        // Kept, so that the read is made.
-        std::hint::black_box(h.belongs_to(metrics));
+        crate::prefetch::prefetch(h);
     }
 }

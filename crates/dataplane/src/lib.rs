@@ -14,6 +14,7 @@ mod guard;
 mod h1;
 mod headers;
 mod pool;
+mod prefetch;
 mod proxy;
 mod server;
 mod streams;

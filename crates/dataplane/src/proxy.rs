@@ -290,7 +290,16 @@ fn route(
     };
     // Borrowed from `ex` rather than the snapshot, which moves into the exchange below.
     let route = &**ex.route.insert(found.clone());
+    // The lines this request reads next, each behind its own pointer from the route, all cold with
+    // many hosts: asked for together, their misses overlap each other and the work until they
+    // are read (for the cluster: building the upstream request's head, see `proxy`).
     crate::body::warm_route_metrics(&conn.shared.metrics, route);
+    crate::prefetch::prefetch(&*route.policy);
+    if let Action::Proxy(id) = &route.action {
+        if let Some(cluster) = snap.cluster(*id) {
+            crate::prefetch::prefetch(cluster);
+        }
+    }
     let policy = &route.policy;
     if !policy.admits(conn.client.ip()) {
         return Err(GatewayError::new(
@@ -310,24 +319,11 @@ fn route(
             format!("backend {} is unavailable: {reason}", route.backend),
         )),
         Action::Proxy(id) => {
-            // Compile hands out ids into this very snapshot; a miss is a bug, answered, not a panic.
-            let Some(cluster) = snap.clusters().get(id.index()) else {
-                return Err(GatewayError::new(
-                    ErrorKind::BackendUnavailable,
-                    format!("backend {} is missing from the configuration", route.backend),
-                ));
-            };
-            let Some(endpoint) = cluster.pick() else {
-                return Err(GatewayError::new(
-                    ErrorKind::NoEndpoints,
-                    format!("no ready endpoints for {}", cluster.name),
-                ));
-            };
-            ex.upstream = Some(endpoint);
             let target = Target {
-                endpoint,
                 path: &path,
                 cluster: *id,
+                backend: &route.backend,
+                upstream: &mut ex.upstream,
                 upgrade_asked,
                 start,
             };
@@ -395,10 +391,13 @@ fn body_too_large() -> GatewayError {
 
 /// Where a proxied request goes.
 struct Target<'a> {
-    endpoint: SocketAddr,
     /// The normalized path, forwarded instead of the one received.
     path: &'a str,
     cluster: ClusterId,
+    /// The route's backend label, for the error when the cluster is missing.
+    backend: &'a str,
+    /// Where the endpoint goes once picked (see [`pick_endpoint`]).
+    upstream: &'a mut Option<SocketAddr>,
     /// The request has an `Upgrade` field (looked up once, in [`handle`]).
     upgrade_asked: bool,
     /// When [`handle`] took the request: the upstream deadlines count from it, which spares a
@@ -411,7 +410,7 @@ fn proxy(
     conn: &Conn,
     req: Request<Incoming>,
     host: RequestHost,
-    target: Target<'_>,
+    mut target: Target<'_>,
     policy: &RoutePolicy,
     watch: Option<Arc<BodyWatch>>,
     snap: Arc<Snapshot>,
@@ -435,7 +434,7 @@ fn proxy(
     } else if host.raw.is_empty() {
         // HTTP/1.1 needs a Host (RFC 9112 §3.2); a client without one (HTTP/1.0, HTTP/2 without
         // :authority) gets the endpoint's, as an HTTP client addressing it would send.
-        Some(endpoint_host(target.endpoint))
+        Some(endpoint_host(pick_endpoint(&snap, &mut target)?))
     } else {
         None
     };
@@ -459,13 +458,14 @@ fn proxy(
         ));
         h1::request_line(&mut head, &parts.method, target_pq);
         headers::write_head(&mut head, &parts.headers, host_field.as_ref(), join_cookies, &fwd);
+        let endpoint = pick_endpoint(&snap, &mut target)?;
         let head_only = parts.method == Method::HEAD;
         let map = std::mem::take(&mut parts.headers);
         return Ok(Upstream {
             sender: Sender::H1 {
                 exchange: h1::send(
                     &conn.shared.h1,
-                    target.endpoint,
+                    endpoint,
                     Bytes::from(head),
                     head_only,
                     limit,
@@ -492,6 +492,7 @@ fn proxy(
         hdrs.insert(HOST, host_field);
     }
     headers::add_forwarded(hdrs, &fwd);
+    let endpoint = pick_endpoint(&snap, &mut target)?;
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     // What hyper attached on the client side means nothing to the upstream connection.
@@ -509,7 +510,7 @@ fn proxy(
     };
     Ok(Upstream {
         sender: Sender::Hyper {
-            sending: Box::pin(pool::send(conn.shared.pool, target.endpoint, up, limit)),
+            sending: Box::pin(pool::send(conn.shared.pool, endpoint, up, limit)),
         },
         deadline: tokio::time::sleep_until(tokio::time::Instant::from_std(target.start) + first),
         upload,
@@ -751,6 +752,30 @@ fn upstream_target(path: &str, target: &Uri) -> Result<Uri, GatewayError> {
         None => PathAndQuery::from_static("/"),
     };
     Ok(Uri::from(path_and_query))
+}
+
+/// The request's endpoint, picked once (into `target.upstream`, which the access log and error
+/// reports read) and as late as the request allows: with many hosts the cluster's line is cold,
+/// and its miss, asked for in [`route`], overlaps the work before.
+fn pick_endpoint(snap: &Snapshot, target: &mut Target<'_>) -> Result<SocketAddr, GatewayError> {
+    if let Some(endpoint) = *target.upstream {
+        return Ok(endpoint);
+    }
+    // Compile hands out ids into this very snapshot; a miss is a bug, answered, not a panic.
+    let Some(cluster) = snap.cluster(target.cluster) else {
+        return Err(GatewayError::new(
+            ErrorKind::BackendUnavailable,
+            format!("backend {} is missing from the configuration", target.backend),
+        ));
+    };
+    let Some(endpoint) = cluster.pick() else {
+        return Err(GatewayError::new(
+            ErrorKind::NoEndpoints,
+            format!("no ready endpoints for {}", cluster.name),
+        ));
+    };
+    *target.upstream = Some(endpoint);
+    Ok(endpoint)
 }
 
 fn endpoint_host(endpoint: SocketAddr) -> HeaderValue {
