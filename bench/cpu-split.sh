@@ -6,6 +6,10 @@
 #
 #   bench/cpu-split.sh [PORTIER_BIN]        # default target/release/portier
 #   SCENARIO=h1-tls|h2-tls (default both) ROUNDS=3 SECS=8 PROXIES="nginx haproxy portier"
+#   BARE=PATH bench/cpu-split.sh ...       # adds `bare` to PROXIES: a proxy made of portier's
+#                                          # libraries used as they come (cargo build --release
+#                                          # -p portier-dataplane --example bare_proxy; PATH is
+#                                          # target/release/examples/bare_proxy)
 #
 # What it shows: the kernel's share (loopback TCP, both sides of the proxy) is the same for the
 # three proxies, and most of the total; so a ratio of totals is bounded by it, and only the
@@ -18,6 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/portier}
 ROUNDS=${ROUNDS:-3}; SECS=${SECS:-8}
 PROXIES=${PROXIES:-nginx haproxy portier}
+[ -z "${BARE:-}" ] || [[ " $PROXIES " == *" bare "* ]] || PROXIES="$PROXIES bare"
 SCENARIOS=${SCENARIO:-h1-tls h2-tls}
 D=$(mktemp -d /tmp/portier-cpusplit.XXXX)
 . "$HERE/lib.sh"
@@ -42,6 +47,8 @@ start() { # proxy
         nginx) taskset -c 0 nginx -c "$D/px.conf" -p "$D" > "$D/nginx.log" 2>&1 & ;;
         haproxy) taskset -c 0 haproxy -db -f "$D/haproxy.cfg" > "$D/haproxy.log" 2>&1 & ;;
         portier) taskset -c 0 "$BIN" "${PORTIER_SERVE[@]}" > "$D/portier.log" 2>&1 & ;;
+        bare) taskset -c 0 "$BARE" "$D/c.pem" "$D/k.pem" 127.0.0.1:18180 127.0.0.1:18543 \
+            127.0.0.1:18101 > "$D/bare.log" 2>&1 & ;;
     esac
     P=$!
     wait_up 300
