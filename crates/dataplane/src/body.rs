@@ -415,7 +415,7 @@ fn route_metrics<'r>(metrics: &Metrics, route: &'r Route) -> Option<&'r RouteMet
 /// record are locked instructions: on a cold line one stalls the core until the line arrives.
 /// `PROFILE=1 bench/hosts-cost.sh`, random Hosts out of 10,000, three runs each way: a plain read
 /// here took `Finish::complete` from 0.25–0.28 to 0.06–0.11 µs per request, but the read itself
-/// then stalled `proxy::handle` (a fifth of its samples); a prefetch does not wait.
+/// then stalled `proxy::handle` (a fifth to a quarter of its samples); a prefetch does not wait.
 pub(crate) fn warm_route_metrics(metrics: &Metrics, route: &Route) {
     if let Some(h) = route_metrics(metrics, route) {
         crate::prefetch::prefetch(h);
